@@ -1,0 +1,13 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY guestgate guestgate
+COPY accounts accounts
+COPY rooms rooms
+COPY templates templates
+COPY manage.py ./
+RUN pip install --no-cache-dir . gunicorn
+RUN GUESTGATE_DEBUG=true python manage.py collectstatic --noinput --skip-checks
+EXPOSE 8000
+CMD ["gunicorn", "guestgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

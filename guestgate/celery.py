@@ -1,0 +1,42 @@
+"""GuestGate's Celery app: at-least-once delivery, the database being the record of work."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guestgate.settings")
+
+app = Celery("guestgate")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    # A task is acknowledged when it finishes, and re-queued if its worker dies mid-way, so
+    # every task must be idempotent (they are: they load a row by id and claim it).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    # Redis: a task not acknowledged within an hour goes back to the queue.
+    broker_transport_options={"visibility_timeout": 3600},
+    beat_schedule={},
+)
+
+
+@app.on_after_configure.connect
+def _embedded_broker_folders(sender: Celery, **kwargs: object) -> None:
+    """Point the filesystem transport at one folder that web, worker and beat share."""
+    if not str(sender.conf.broker_url).startswith("filesystem://"):
+        return
+    from django.conf import settings
+
+    folder = settings.CELERY_QUEUE_DIR
+    (folder / "processed").mkdir(parents=True, exist_ok=True)
+    sender.conf.broker_transport_options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }

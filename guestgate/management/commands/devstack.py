@@ -1,0 +1,98 @@
+"""``manage.py devstack``: everything GuestGate needs on one machine, for ``make run``.
+
+Migrates, brings up the local homeserver pair, starts a Celery worker, Celery beat and the web
+server as child processes, prints where to click, and on Ctrl-C stops exactly what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from guestgate.localpair import local_pair
+from guestgate.localpair.process import down, ensure_up
+
+
+class Command(BaseCommand):
+    help = "Run GuestGate with the local homeserver pair, a Celery worker and beat."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000, help="web server port")
+
+    def handle(self, *args: Any, port: int, **options: Any) -> None:
+        if not settings.LOCAL_PAIR_PROFILE:
+            raise CommandError("devstack runs the local pair: set GUESTGATE_LOCAL_PAIR=dev")
+        pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Starting the local homeserver pair…")
+        _, started_pair = ensure_up(pair)
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for name, argv in self._commands(port).items():
+                children[name] = self._spawn(argv)
+            self._announce(port, pair.guest.client_url, pair.main.client_url)
+            self._wait(children)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            _stop_all(list(children.values()))
+            if started_pair:
+                down(pair)
+            self.stdout.write("Stopped everything devstack started.")
+
+    def _commands(self, port: int) -> dict[str, list[str]]:
+        celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
+        beat_schedule = str(settings.CELERY_BEAT_SCHEDULE_FILE)
+        return {
+            "celery worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            "celery beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", beat_schedule],
+            "web server": [
+                sys.executable,
+                "manage.py",
+                "runserver",
+                f"127.0.0.1:{port}",
+                "--noreload",
+            ],
+        }
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        # Its own process group, so Ctrl-C reaches devstack only and it stops children in order.
+        return subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)
+
+    def _announce(self, port: int, guest_url: str, main_url: str) -> None:
+        self.stdout.write(
+            self.style.SUCCESS(f"\nGuestGate is running: open http://127.0.0.1:{port}/\n")
+            + f"  guest homeserver  {guest_url}\n"
+            + f"  main homeserver   {main_url}\n"
+            + "Press Ctrl-C to stop everything.\n"
+        )
+
+    def _wait(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
+        while True:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    raise CommandError(f"the {name} exited with status {child.returncode}")
+            time.sleep(0.5)
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child (Celery then shuts its pool down warmly), SIGKILL its group if stuck."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()

@@ -1,0 +1,50 @@
+"""GuestGate's only code that speaks Matrix HTTP: typed results, one error tree, retries.
+
+Plain Python (no Django): clients are built from settings elsewhere.
+"""
+
+from .admin import register_with_shared_secret, registration_mac
+from .appservice import RoomEvent, bearer_token, parse_transaction, tokens_match
+from .client import MatrixClient
+from .errors import (
+    BadRequest,
+    ExclusiveNamespace,
+    Forbidden,
+    HomeserverUnavailable,
+    InvalidUsername,
+    MatrixError,
+    NotFound,
+    RateLimited,
+    UnknownToken,
+    UserInUse,
+    error_from_response,
+)
+from .http import build_http_client
+from .types import Member, PowerLevels, RoomInfo, Session, Whoami
+
+__all__ = [
+    "BadRequest",
+    "ExclusiveNamespace",
+    "Forbidden",
+    "HomeserverUnavailable",
+    "InvalidUsername",
+    "MatrixClient",
+    "MatrixError",
+    "Member",
+    "NotFound",
+    "PowerLevels",
+    "RateLimited",
+    "RoomEvent",
+    "RoomInfo",
+    "Session",
+    "UnknownToken",
+    "UserInUse",
+    "Whoami",
+    "bearer_token",
+    "build_http_client",
+    "error_from_response",
+    "parse_transaction",
+    "register_with_shared_secret",
+    "registration_mac",
+    "tokens_match",
+]

@@ -1,0 +1,160 @@
+"""GuestGate's one settings module, read from the environment.
+
+Defaults need nothing installed: SQLite in ``var/``, an embedded Celery broker (kombu's
+filesystem transport in ``var/``). ``GUESTGATE_LOCAL_PAIR=dev`` (what ``make run`` sets) or
+``test`` (what the test suite sets) points the homeserver settings at the local Synapse pair
+that ``manage.py homeservers up`` runs; explicit variables override it. The README's
+configuration table lists every variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from guestgate.env import env_bool, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("GUESTGATE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env_bool("GUESTGATE_DEBUG", False)
+SECRET_KEY = env_secret("GUESTGATE_SECRET_KEY")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = "insecure-dev-key-only-for-debug"
+ALLOWED_HOSTS = env_list("GUESTGATE_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# The address guests and moderators use, e.g. https://guests.example.org (links, QR codes).
+PUBLIC_URL = env_str("GUESTGATE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "guestgate",
+    "accounts",
+    "rooms",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "guestgate.urls"
+WSGI_APPLICATION = "guestgate.wsgi.application"
+ASGI_APPLICATION = "guestgate.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'guestgate.sqlite3'}"),
+        conn_max_age=env_int("GUESTGATE_DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: wait for a lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("GUESTGATE_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+SESSION_COOKIE_SECURE = env_bool("GUESTGATE_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Celery -------------------------------------------------------------------------------
+# No broker URL: kombu's filesystem transport in var/, shared by web, worker and beat on one
+# machine. Production and CI use Redis (CELERY_BROKER_URL=redis://...).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", env_str("REDIS_URL", "filesystem://"))
+CELERY_QUEUE_DIR = VAR_DIR / "celery-queue"
+CELERY_BEAT_SCHEDULE_FILE = VAR_DIR / "celerybeat-schedule"
+
+# --- Homeservers --------------------------------------------------------------------------
+LOCAL_PAIR_PROFILE = env_str("GUESTGATE_LOCAL_PAIR")
+_pair_defaults: dict[str, str] = {}
+if LOCAL_PAIR_PROFILE:
+    from guestgate.localpair import local_pair
+
+    _pair_defaults = local_pair(LOCAL_PAIR_PROFILE, VAR_DIR / "homeservers").settings_defaults()
+
+
+def _hs(name: str) -> str:
+    return env_str(name, _pair_defaults.get(name, ""))
+
+
+def _hs_secret(name: str) -> str:
+    return env_secret(name, _pair_defaults.get(name, ""))
+
+
+# The guest homeserver: where guest accounts live, through GuestGate's appservice there.
+GUEST_HS_URL = _hs("GUEST_HS_URL").rstrip("/")
+GUEST_HS_SERVER_NAME = _hs("GUEST_HS_SERVER_NAME")
+GUEST_HS_PUBLIC_URL = (_hs("GUEST_HS_PUBLIC_URL") or GUEST_HS_URL).rstrip("/")
+GUEST_AS_TOKEN = _hs_secret("GUEST_AS_TOKEN")
+GUEST_USER_PREFIX = _hs("GUEST_USER_PREFIX") or "guest_"
+GUEST_DISPLAYNAME_SUFFIX = env_str("GUEST_DISPLAYNAME_SUFFIX", " (Guest)")
+
+# The main homeserver: where the call rooms are, with GuestGate's bot (appservice sender).
+MAIN_HS_URL = _hs("MAIN_HS_URL").rstrip("/")
+MAIN_HS_SERVER_NAME = _hs("MAIN_HS_SERVER_NAME")
+MAIN_AS_TOKEN = _hs_secret("MAIN_AS_TOKEN")
+MAIN_HS_TOKEN = _hs_secret("MAIN_HS_TOKEN")
+MAIN_BOT_LOCALPART = _hs("MAIN_BOT_LOCALPART") or "guestgate"
+
+# Fernet keys for guest access tokens at rest (newest first); derived from SECRET_KEY if unset.
+GUESTGATE_TOKEN_KEYS = env_list("GUESTGATE_TOKEN_KEYS", [])
+
+MATRIX_TIMEOUT_SECONDS = float(env_str("MATRIX_TIMEOUT_SECONDS", "10"))
+MATRIX_RETRIES = env_int("MATRIX_RETRIES", 2)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("GUESTGATE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # httpx logs every request line with its URL; ours say what matters without secrets.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,94 @@
+"""Fixtures shared by the whole suite: the real homeserver pair and the people who use it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+
+from guestgate.localpair import LocalPair, local_pair
+from guestgate.localpair.process import down, ensure_up
+from guestgate.matrix import MatrixClient, Session, register_with_shared_secret
+
+
+def _test_pair() -> LocalPair:
+    return local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+
+
+@pytest.fixture(scope="session")
+def homeserver_pair() -> Iterator[LocalPair]:
+    """The local guest and main Synapse, started once per test run unless already up."""
+    pair = _test_pair()
+    _, started = ensure_up(pair)
+    yield pair
+    if started:
+        down(pair)
+
+
+@pytest.fixture(scope="session")
+def guest_appservice(homeserver_pair: LocalPair) -> Iterator[MatrixClient]:
+    with MatrixClient(
+        base_url=homeserver_pair.guest.client_url, access_token=homeserver_pair.guest.as_token
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def main_bot(homeserver_pair: LocalPair) -> Iterator[MatrixClient]:
+    with MatrixClient(
+        base_url=homeserver_pair.main.client_url, access_token=homeserver_pair.main.as_token
+    ) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Person:
+    session: Session
+    client: MatrixClient
+
+    @property
+    def user_id(self) -> str:
+        return self.session.user_id
+
+
+def unique_localpart(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def moderator(homeserver_pair: LocalPair) -> Iterator[Person]:
+    """A person with an ordinary account on the main homeserver who creates call rooms."""
+    session = register_with_shared_secret(
+        homeserver_pair.main.client_url,
+        shared_secret=homeserver_pair.main.registration_shared_secret,
+        username=unique_localpart("moderator_"),
+        password=secrets.token_urlsafe(16),
+        displayname="Mona Moderator",
+    )
+    with MatrixClient(base_url=session.homeserver_url, access_token=session.access_token) as c:
+        yield Person(session, c)
+
+
+@pytest.fixture
+def knock_room(homeserver_pair: LocalPair, moderator: Person, main_bot: MatrixClient) -> str:
+    """A fresh call room on main with join rule knock, with GuestGate's bot joined at PL 50."""
+    bot_id = f"@{homeserver_pair.bot_localpart}:{homeserver_pair.main.server_name}"
+    room_id = moderator.client.create_room(
+        name="Team call",
+        join_rule="knock",
+        invite=[bot_id],
+        power_level_users={bot_id: 50},  # the creator has the top level by room version 12
+    )
+    main_bot.join(room_id, via=[homeserver_pair.main.server_name])
+    return room_id
+
+
+@pytest.fixture
+def guest_user_id(homeserver_pair: LocalPair, guest_appservice: MatrixClient) -> str:
+    """A brand-new account in GuestGate's namespace on the guest homeserver."""
+    return guest_appservice.register_appservice_user(
+        unique_localpart(homeserver_pair.guest_user_prefix)
+    )
