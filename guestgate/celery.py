@@ -20,8 +20,14 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # Redis: a task not acknowledged within an hour goes back to the queue.
     broker_transport_options={"visibility_timeout": 3600},
-    beat_schedule={},
+    beat_schedule={
+        "requeue-stuck-join-requests": {
+            "task": "rooms.tasks.requeue_stuck_join_requests",
+            "schedule": 60.0,
+        },
+    },
 )
+app.autodiscover_tasks()
 
 
 @app.on_after_configure.connect

@@ -20,8 +20,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+def env_str(name: str, default: str = "", *, strip: bool = True) -> str:
+    value = os.environ.get(name, default)
+    return value.strip() if strip else value
 
 
 def env_bool(name: str, default: bool) -> bool:

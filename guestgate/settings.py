@@ -90,6 +90,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("GUESTGATE_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 SESSION_COOKIE_SECURE = env_bool("GUESTGATE_SECURE_COOKIES", not DEBUG)
@@ -100,6 +101,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "UNAUTHENTICATED_USER": None,
 }
+
+# Rate-limit counters (and other short-lived shared state): Redis when configured, else files.
+_CACHE_REDIS = env_str("CACHE_URL", env_str("REDIS_URL"))
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_REDIS}
+        if _CACHE_REDIS
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    )
+}
+# Join form: attempts per IP address, per invite link and per room, each per minute.
+JOIN_RATE_PER_IP = env_int("GUESTGATE_JOIN_RATE_PER_IP", 10)
+JOIN_RATE_PER_LINK = env_int("GUESTGATE_JOIN_RATE_PER_LINK", 600)
+JOIN_RATE_PER_ROOM = env_int("GUESTGATE_JOIN_RATE_PER_ROOM", 1200)
 
 # --- Celery -------------------------------------------------------------------------------
 # No broker URL: kombu's filesystem transport in var/, shared by web, worker and beat on one
@@ -131,7 +149,14 @@ GUEST_HS_SERVER_NAME = _hs("GUEST_HS_SERVER_NAME")
 GUEST_HS_PUBLIC_URL = (_hs("GUEST_HS_PUBLIC_URL") or GUEST_HS_URL).rstrip("/")
 GUEST_AS_TOKEN = _hs_secret("GUEST_AS_TOKEN")
 GUEST_USER_PREFIX = _hs("GUEST_USER_PREFIX") or "guest_"
-GUEST_DISPLAYNAME_SUFFIX = env_str("GUEST_DISPLAYNAME_SUFFIX", " (Guest)")
+GUEST_DISPLAYNAME_SUFFIX = env_str("GUEST_DISPLAYNAME_SUFFIX", " (Guest)", strip=False)
+GUEST_ACCOUNT_LIFETIME_HOURS = env_int("GUEST_ACCOUNT_LIFETIME_HOURS", 24)
+GUEST_RETURN_WINDOW_HOURS = env_int("GUEST_RETURN_WINDOW_HOURS", 12)
+# The "open the call" button; {room_id}, {via} and {homeserver} are filled in (URL-encoded).
+CALL_URL_TEMPLATE = env_str(
+    "GUESTGATE_CALL_URL_TEMPLATE",
+    "https://call.element.io/room/#/?roomId={room_id}&viaServers={via}&homeserver={homeserver}",
+)
 
 # The main homeserver: where the call rooms are, with GuestGate's bot (appservice sender).
 MAIN_HS_URL = _hs("MAIN_HS_URL").rstrip("/")

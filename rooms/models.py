@@ -41,3 +41,118 @@ class MembershipEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.membership} in {self.room_id}"
+
+
+class CallRoom(models.Model):
+    """A room of the main homeserver that guests may knock on, with GuestGate's bot in it."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "ready for guests"
+        PROBLEM = "problem", "needs attention"
+
+    room_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    problems = models.JSONField(default=list, blank=True)  # sentences for the moderator
+    # Names and ids of the room's moderators, which guests may not imitate.
+    protected_names = models.JSONField(default=list, blank=True)
+    registered_by = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name or self.room_id
+
+    @property
+    def display_name(self) -> str:
+        return self.name or "a call"
+
+
+class InviteLink(models.Model):
+    """A link (and QR code) through which guests come to a call room.
+
+    Only the SHA-256 of the token is stored; the token is shown once, when the link is made.
+    """
+
+    room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="invite_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=100, blank=True)
+    pre_approved = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    max_uses = models.PositiveIntegerField(null=True, blank=True)
+    use_count = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_uses__isnull=True)
+                | models.Q(use_count__lte=models.F("max_uses")),
+                name="invite_link_uses_within_limit",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.label or f"link {self.pk} to {self.room}"
+
+
+class JoinRequest(models.Model):
+    """One guest's way into one call room: account, knock, the decision, the join.
+
+    ``status`` is the only state; every change is a conditional UPDATE that also bumps
+    ``version``, which the lobby page long-polls on.
+    """
+
+    class Status(models.TextChoices):
+        PROVISIONING = "provisioning", "creating your account"
+        WAITING = "waiting", "waiting for a moderator"
+        INVITED = "invited", "let in"
+        JOINING = "joining", "joining"
+        JOINED = "joined", "in the call"
+        DENIED = "denied", "denied"
+        BANNED = "banned", "denied and banned"
+        CANCELLED = "cancelled", "cancelled"
+        FAILED = "failed", "failed"
+        EXPIRED = "expired", "expired"
+
+    OPEN = (Status.PROVISIONING, Status.WAITING, Status.INVITED, Status.JOINING)
+
+    public_id = models.UUIDField(unique=True)  # in the lobby URL; reveals nothing
+    room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="join_requests")
+    guest = models.ForeignKey(
+        "accounts.GuestAccount",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="join_requests",
+    )
+    invite_link = models.ForeignKey(
+        InviteLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="join_requests"
+    )
+    user_id = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True)  # the moderator's reason, or what failed
+    decided_by = models.CharField(max_length=255, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveSmallIntegerField(default=0)  # homeserver retries so far
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "user_id"],
+                condition=models.Q(status__in=["provisioning", "waiting", "invited", "joining"]),
+                name="one_open_join_request_per_user_and_room",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.room} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN

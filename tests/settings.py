@@ -9,6 +9,9 @@ import os
 
 os.environ.setdefault("GUESTGATE_LOCAL_PAIR", "test")
 os.environ.setdefault("GUESTGATE_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("GUESTGATE_SECURE_COOKIES", "false")  # the test servers speak plain HTTP
+# Every test guest comes from 127.0.0.1; tests of the limit itself lower it.
+os.environ.setdefault("GUESTGATE_JOIN_RATE_PER_IP", "100000")
 
 from guestgate.settings import *  # noqa: F403
 from guestgate.settings import DATABASES, VAR_DIR

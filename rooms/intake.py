@@ -1,4 +1,4 @@
-"""Writes of the rooms app."""
+"""Intake of what the main homeserver pushes to GuestGate's appservice endpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from django.db import IntegrityError, transaction
 
 from guestgate.matrix.appservice import RoomEvent
+from rooms.join_requests import join_requests_follow_membership
 from rooms.models import AppserviceTransaction, MembershipEvent
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
             AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
             # The same event can arrive in two transactions (e.g. after a homeserver restart).
             MembershipEvent.objects.bulk_create(members, ignore_conflicts=True)
+            transaction.on_commit(lambda: join_requests_follow_membership(members))
     except IntegrityError:
         logger.info("appservice transaction %s already received; ignored", txn_id)
         return False

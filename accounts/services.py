@@ -1,0 +1,97 @@
+"""Writes of guest accounts: creating the record, provisioning it on the guest homeserver."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import GuestAccount
+from guestgate import homeservers
+from guestgate.crypto import decrypt, encrypt, token_hash
+from guestgate.matrix import Session, UserInUse
+
+logger = logging.getLogger(__name__)
+
+
+def guest_account_create(*, display_name: str, browser_key: str) -> GuestAccount:
+    """Record a new guest account; it is registered on the homeserver by a task afterwards."""
+    localpart = f"{settings.GUEST_USER_PREFIX}{secrets.token_hex(8)}"
+    return GuestAccount.objects.create(
+        localpart=localpart,
+        user_id=homeservers.guest_user_id(localpart),
+        display_name=display_name,
+        browser_key_hash=token_hash(browser_key),
+        expires_at=timezone.now() + timedelta(hours=settings.GUEST_ACCOUNT_LIFETIME_HOURS),
+    )
+
+
+def guest_account_returning(*, browser_key: str) -> GuestAccount | None:
+    """The account this browser had, if it is still alive and within the return window."""
+    now = timezone.now()
+    return (
+        GuestAccount.objects.filter(
+            browser_key_hash=token_hash(browser_key),
+            status__in=[GuestAccount.Status.PENDING, GuestAccount.Status.ACTIVE],
+            created_at__gte=now - timedelta(hours=settings.GUEST_RETURN_WINDOW_HOURS),
+            expires_at__gt=now,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def guest_account_rename(account: GuestAccount, *, display_name: str) -> None:
+    if account.display_name != display_name:
+        GuestAccount.objects.filter(pk=account.pk).update(display_name=display_name)
+        account.display_name = display_name
+
+
+def guest_account_provision(account: GuestAccount) -> None:
+    """Register the account, set its display name and log in its device, on the guest server.
+
+    Every step is idempotent and its completion recorded, so a retry after a failure at any
+    point finishes the job without a second account or a stray device.
+
+    Spec: https://spec.matrix.org/v1.16/application-service-api/#server-admin-style-permissions
+    """
+    with homeservers.guest_appservice() as appservice:
+        if account.registered_at is None:
+            try:
+                appservice.register_appservice_user(account.localpart)
+            except UserInUse:
+                # The namespace is exclusive to GuestGate and the localpart random: this is our
+                # own earlier attempt, which the homeserver completed before the answer was lost.
+                logger.info("guest %s was already registered; continuing", account.user_id)
+            account.registered_at = timezone.now()
+            GuestAccount.objects.filter(pk=account.pk).update(registered_at=account.registered_at)
+        guest = appservice.as_user(account.user_id)
+        guest.set_displayname(account.user_id, account.display_name)
+        if not account.access_token_encrypted:
+            # A fixed device id: logging in again on a retry reuses the device.
+            session = appservice.login_appservice_user(
+                account.user_id,
+                device_id=f"GUESTGATE{account.pk}",
+                initial_device_display_name="GuestGate guest",
+            )
+            account.device_id = session.device_id or ""
+            account.access_token_encrypted = encrypt(session.access_token)
+            account.status = GuestAccount.Status.ACTIVE
+            GuestAccount.objects.filter(pk=account.pk).update(
+                device_id=account.device_id,
+                access_token_encrypted=account.access_token_encrypted,
+                status=account.status,
+            )
+
+
+def guest_account_session(account: GuestAccount) -> Session:
+    """The session a Matrix client of the guest uses: the public guest homeserver URL."""
+    return Session(
+        homeserver_url=settings.GUEST_HS_PUBLIC_URL,
+        user_id=account.user_id,
+        device_id=account.device_id,
+        access_token=decrypt(account.access_token_encrypted),
+    )

@@ -1,0 +1,56 @@
+"""What every GuestGate task does with homeserver errors: retry what may pass, give up clearly.
+
+Tasks stay a few lines (STYLE 7): load a row by id, call one service through ``run_retrying``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+from celery import Task
+
+from guestgate.matrix import MatrixError, RateLimited
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def retry_delay(error: MatrixError, retries: int) -> float:
+    """Seconds to wait: the homeserver's ``retry_after_ms`` if it gave one, else exponential
+    backoff with jitter (1, 2, 4 … s, capped), so many guests do not retry in step."""
+    if isinstance(error, RateLimited) and error.retry_after_ms:
+        return error.retry_after_ms / 1000 + random.uniform(0, 0.5)  # noqa: S311
+    return min(MAX_BACKOFF_SECONDS, 2.0**retries) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def guest_message(error: MatrixError) -> str:
+    if error.retryable:
+        return (
+            "The server is not answering at the moment, so your guest pass could not be "
+            "finished. Please try again in a minute."
+        )
+    return f"Something went wrong on the server ({error.code}). Please try again."
+
+
+def run_retrying(
+    task: Task,
+    action: Callable[[], None],
+    *,
+    on_retry: Callable[[], None] = lambda: None,
+    on_give_up: Callable[[MatrixError], None],
+) -> None:
+    """Run ``action``; on a retryable homeserver error schedule the task again, else give up."""
+    try:
+        action()
+    except MatrixError as error:
+        retries = task.request.retries
+        if error.retryable and retries < (task.max_retries or 0):
+            delay = retry_delay(error, retries)
+            logger.warning("%s: %s; retry %d in %.1f s", task.name, error, retries + 1, delay)
+            on_retry()
+            raise task.retry(countdown=delay, exc=error) from error
+        logger.error("%s: giving up: %s", task.name, error)
+        on_give_up(error)

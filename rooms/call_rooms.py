@@ -1,0 +1,150 @@
+"""Registering call rooms of the main homeserver with GuestGate, and checking they work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from guestgate import homeservers
+from guestgate.errors import GuestGateError
+from guestgate.matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
+from rooms.models import CallRoom
+
+KNOCK_RULES = ("knock", "knock_restricted")
+
+
+class RoomNotFound(GuestGateError):
+    code = "room.not_found"
+    status = 404
+
+
+@dataclass(frozen=True)
+class RoomCheck:
+    name: str
+    problems: list[str]
+    protected_names: list[str]
+    fixable_join_rule: bool  # the bot may set the join rule to knock itself
+
+
+def call_room_register(*, room: str, registered_by: str) -> CallRoom:
+    """Register a room by id or alias: the bot joins it, then the room is checked.
+
+    The room is recorded even when something is wrong, with the problems in words the
+    moderator can act on; only a ready room admits guests.
+    """
+    with homeservers.main_bot() as bot:
+        room_id = _room_id(bot, room)
+        check = _check(bot, room_id)
+    return _save(room_id, check, registered_by=registered_by)
+
+
+def call_room_recheck(call_room: CallRoom) -> CallRoom:
+    with homeservers.main_bot() as bot:
+        check = _check(bot, call_room.room_id)
+    return _save(call_room.room_id, check, registered_by=call_room.registered_by)
+
+
+def call_room_fix_join_rule(call_room: CallRoom) -> CallRoom:
+    """Set the room's join rule to knock ("ask to join"), when the bot's power allows it."""
+    with homeservers.main_bot() as bot:
+        bot.set_state(call_room.room_id, "m.room.join_rules", {"join_rule": "knock"})
+    return call_room_recheck(call_room)
+
+
+def _room_id(bot: MatrixClient, room: str) -> str:
+    room = room.strip()
+    if room.startswith("#"):
+        try:
+            room_id, _servers = bot.resolve_alias(room)
+        except NotFound:
+            raise RoomNotFound(f"No room has the address {room}.") from None
+        return room_id
+    if not room.startswith("!"):
+        raise RoomNotFound("Give the room's id (starting with !) or address (starting with #).")
+    return room
+
+
+def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
+    bot_id = homeservers.main_bot_user_id()
+    try:
+        bot.ensure_joined(room_id, via=[settings.MAIN_HS_SERVER_NAME])
+    except (Forbidden, NotFound):
+        return RoomCheck(
+            name="",
+            problems=[
+                f"GuestGate's bot {bot_id} is not in the room. Invite it to the room "
+                "(it joins by itself), then check again."
+            ],
+            protected_names=[],
+            fixable_join_rule=False,
+        )
+    info = bot.room_info(room_id)
+    levels = bot.power_levels(room_id)
+    problems = _problems(info, levels, bot_id)
+    fixable = info.join_rule not in KNOCK_RULES and levels.may_send_state(
+        bot_id, "m.room.join_rules"
+    )
+    return RoomCheck(
+        name=info.name or "",
+        problems=problems,
+        protected_names=_moderator_names(bot, room_id, levels),
+        fixable_join_rule=fixable and _supports_knock(info.room_version),
+    )
+
+
+def _problems(info: RoomInfo, levels: PowerLevels, bot_id: str) -> list[str]:
+    problems = []
+    if not _supports_knock(info.room_version):
+        problems.append(
+            f"The room is of version {info.room_version}, which does not support asking to "
+            "join. Upgrade the room to version 7 or newer (in Element: /upgraderoom 12)."
+        )
+    if info.join_rule not in KNOCK_RULES:
+        problems.append(
+            f"The room's join rule is “{info.join_rule}”. Guests can only ask to join a room "
+            "set to “Ask to join” (join rule knock)."
+        )
+    if not levels.may_invite(bot_id):
+        problems.append(
+            f"GuestGate's bot {bot_id} may not invite: give it power level {levels.invite} or more."
+        )
+    if not levels.may_kick(bot_id):
+        problems.append(
+            f"GuestGate's bot {bot_id} may not remove people (needed to deny a "
+            f"guest): give it power level {levels.kick} or more."
+        )
+    return problems
+
+
+def _supports_knock(room_version: str | None) -> bool:
+    if room_version is None:
+        return True  # unknown: the knock itself will tell
+    return not room_version.isdigit() or int(room_version) >= 7
+
+
+def _moderator_names(bot: MatrixClient, room_id: str, levels: PowerLevels) -> list[str]:
+    names: list[str] = []
+    for member in bot.members(room_id, membership="join"):
+        if levels.may_invite(member.user_id):
+            names.append(member.user_id)
+            if member.displayname:
+                names.append(member.displayname)
+    return names
+
+
+def _save(room_id: str, check: RoomCheck, *, registered_by: str) -> CallRoom:
+    checked = {
+        "name": check.name,
+        "status": CallRoom.Status.PROBLEM if check.problems else CallRoom.Status.READY,
+        "problems": check.problems,
+        "protected_names": check.protected_names,
+        "checked_at": timezone.now(),
+    }
+    call_room, _ = CallRoom.objects.update_or_create(
+        room_id=room_id,
+        defaults=checked,
+        create_defaults={**checked, "registered_by": registered_by},
+    )
+    return call_room

@@ -1,0 +1,135 @@
+"""The pages a guest sees: the join form behind an invite link, and the live lobby."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from guestgate.ratelimit import Limit, rate_limits_hit
+from rooms.forms import JoinForm
+from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
+from rooms.join_requests import join_request_cancel, join_request_retry, join_request_start
+from rooms.models import JoinRequest
+from rooms.selectors import join_request_for_lobby, join_request_version, lobby_state
+
+BROWSER_KEY_COOKIE = "guestgate_guest"
+_LOBBIES = "lobbies"  # session key: the lobbies this browser may see
+LONG_POLL_SECONDS = 20.0
+LONG_POLL_TICK = 0.25
+
+
+def _client_ip(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+def _link_error(request: HttpRequest, error: InviteLinkUnusable) -> HttpResponse:
+    return render(request, "guest/link_error.html", {"error": error}, status=error.status)
+
+
+@require_http_methods(["GET", "POST"])
+def join(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        link = invite_link_for_token(token)
+    except InviteLinkUnusable as error:
+        return _link_error(request, error)
+    form = JoinForm(
+        request.POST if request.method == "POST" else None,
+        protected_names=link.room.protected_names,
+    )
+    if request.method == "POST":
+        verdict = rate_limits_hit(
+            [
+                (Limit("join-ip", settings.JOIN_RATE_PER_IP, 60), _client_ip(request)),
+                (Limit("join-link", settings.JOIN_RATE_PER_LINK, 60), str(link.pk)),
+                (Limit("join-room", settings.JOIN_RATE_PER_ROOM, 60), str(link.room_id)),
+            ]
+        )
+        if not verdict.allowed:
+            response = render(
+                request,
+                "guest/rate_limited.html",
+                {"retry_after": verdict.retry_after},
+                status=429,
+            )
+            response["Retry-After"] = str(verdict.retry_after)
+            return response
+        if form.is_valid():
+            try:
+                arrival = join_request_start(
+                    link=link,
+                    name=form.cleaned_data["display_name"],
+                    browser_key=request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None),
+                )
+            except InviteLinkUnusable as error:
+                return _link_error(request, error)
+            public_id = str(arrival.join_request.public_id)
+            request.session[_LOBBIES] = [*request.session.get(_LOBBIES, [])[-9:], public_id]
+            response = redirect("lobby", public_id=public_id)
+            response.set_signed_cookie(
+                BROWSER_KEY_COOKIE,
+                arrival.browser_key,
+                max_age=settings.GUEST_RETURN_WINDOW_HOURS * 3600,
+                httponly=True,
+                samesite="Lax",
+                secure=settings.SESSION_COOKIE_SECURE,
+            )
+            return response
+    return render(
+        request,
+        "guest/join.html",
+        {"form": form, "room": link.room},
+        status=400 if form.errors else 200,
+    )
+
+
+def _own_join_request(request: HttpRequest, public_id: str) -> JoinRequest:
+    """The lobby of this browser's join request; any other is not found (not forbidden)."""
+    if public_id not in request.session.get(_LOBBIES, []):
+        raise Http404("not this browser's lobby")
+    join_request = join_request_for_lobby(public_id)
+    if join_request is None:
+        raise Http404("no such lobby")
+    return join_request
+
+
+@require_GET
+def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
+    state = lobby_state(_own_join_request(request, str(public_id)))
+    session_json = json.dumps(state["session"], indent=2) if state["session"] else ""
+    return render(
+        request,
+        "guest/lobby.html",
+        {"state": state, "public_id": public_id, "session_json": session_json},
+    )
+
+
+@require_GET
+def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
+    """Long poll: answers when the request's version differs from ``?since=`` (or at once
+    without it), or after about 20 s with the unchanged state."""
+    public_id = str(public_id)
+    join_request = _own_join_request(request, public_id)
+    since = request.GET.get("since", "")
+    if since.isdigit():
+        deadline = time.monotonic() + LONG_POLL_SECONDS
+        while join_request_version(public_id) == int(since) and time.monotonic() < deadline:
+            time.sleep(LONG_POLL_TICK)
+        join_request = join_request_for_lobby(public_id) or join_request
+    return JsonResponse(lobby_state(join_request), headers={"Cache-Control": "no-store"})
+
+
+@require_POST
+def lobby_cancel(request: HttpRequest, public_id: str) -> HttpResponse:
+    join_request_cancel(_own_join_request(request, str(public_id)))
+    return redirect("lobby", public_id=public_id)
+
+
+@require_POST
+def lobby_retry(request: HttpRequest, public_id: str) -> HttpResponse:
+    join_request_retry(_own_join_request(request, str(public_id)))
+    return redirect("lobby", public_id=public_id)

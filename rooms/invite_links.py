@@ -1,0 +1,115 @@
+"""Invite links: made by moderators, redeemed by guests. Tokens are stored only as hashes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from guestgate.crypto import new_token, token_hash
+from guestgate.errors import GuestGateError
+from rooms.models import CallRoom, InviteLink
+
+
+class InviteLinkUnusable(GuestGateError):
+    """The link cannot bring anyone in; ``code`` says why (for the page and the status)."""
+
+
+_UNKNOWN = (
+    "link.unknown",
+    404,
+    "This invite link does not exist. Check that you typed or "
+    "scanned all of it, or ask the person who invited you for a new one.",
+)
+_EXPIRED = (
+    "link.expired",
+    410,
+    "This invite link has expired. Ask the person who invited you for a new one.",
+)
+_REVOKED = ("link.revoked", 410, "This invite link was withdrawn by the organisers.")
+_USED_UP = (
+    "link.used_up",
+    410,
+    "This invite link has been used as many times as it allows. "
+    "Ask the person who invited you for a new one.",
+)
+_ROOM_GONE = (
+    "link.room_unavailable",
+    410,
+    "The call this link leads to is not open to guests at the moment.",
+)
+
+
+def _unusable(reason: tuple[str, int, str]) -> InviteLinkUnusable:
+    code, status, message = reason
+    return InviteLinkUnusable(message, code=code, status=status)
+
+
+@dataclass(frozen=True)
+class NewInviteLink:
+    link: InviteLink
+    token: str  # shown once; only its hash is kept
+
+
+def invite_link_create(
+    *,
+    room: CallRoom,
+    created_by: str,
+    label: str = "",
+    pre_approved: bool = False,
+    expires_at: datetime | None = None,
+    max_uses: int | None = None,
+) -> NewInviteLink:
+    token = new_token()
+    link = InviteLink.objects.create(
+        room=room,
+        token_hash=token_hash(token),
+        label=label,
+        pre_approved=pre_approved,
+        expires_at=expires_at,
+        max_uses=max_uses,
+        created_by=created_by,
+    )
+    return NewInviteLink(link=link, token=token)
+
+
+def invite_link_for_token(token: str) -> InviteLink:
+    """The usable link behind ``token``, or InviteLinkUnusable saying why not."""
+    link = (
+        InviteLink.objects.select_related("room").filter(token_hash=token_hash(token)).first()
+        if 10 <= len(token) <= 64
+        else None
+    )
+    if link is None:
+        raise _unusable(_UNKNOWN)
+    _refuse_if_unusable(link)
+    return link
+
+
+def invite_link_redeem(link: InviteLink) -> None:
+    """Count one use, atomically: with one use left, exactly one of many concurrent guests wins.
+
+    Call inside the transaction that creates what the use is for.
+    """
+    usable = (
+        Q(pk=link.pk, revoked_at__isnull=True)
+        & (Q(expires_at__isnull=True) | Q(expires_at__gte=timezone.now()))
+        & (Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")))
+    )
+    if InviteLink.objects.filter(usable).update(use_count=F("use_count") + 1) != 1:
+        link.refresh_from_db()
+        _refuse_if_unusable(link)
+        raise _unusable(_USED_UP)
+
+
+def _refuse_if_unusable(link: InviteLink) -> None:
+    if link.revoked_at is not None:
+        raise _unusable(_REVOKED)
+    if link.expires_at is not None and timezone.now() > link.expires_at:
+        raise _unusable(_EXPIRED)
+    if link.max_uses is not None and link.use_count >= link.max_uses:
+        raise _unusable(_USED_UP)
+    if link.room.status != CallRoom.Status.READY:
+        raise _unusable(_ROOM_GONE)

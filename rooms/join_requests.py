@@ -1,0 +1,305 @@
+"""Join requests: a guest's way into a call room, from the typed name to the join.
+
+Every state change is a conditional UPDATE on ``status`` (``_move``) that bumps ``version``;
+a change that finds the row in another state did not happen, because someone (a moderator
+click, a homeserver push, another worker) got there first. Homeserver calls happen outside
+database transactions; tasks are enqueued only after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.displaynames import CleanName
+from accounts.services import (
+    guest_account_create,
+    guest_account_provision,
+    guest_account_rename,
+    guest_account_returning,
+)
+from guestgate import homeservers
+from guestgate.crypto import new_token
+from guestgate.matrix import Forbidden, MatrixError
+from rooms.invite_links import invite_link_redeem
+from rooms.models import InviteLink, JoinRequest, MembershipEvent
+
+logger = logging.getLogger(__name__)
+
+Status = JoinRequest.Status
+
+
+def _move(pk: int, *, from_: Iterable[str], to: str, **fields: object) -> bool:
+    """Change the status if it is one of ``from_``; True if this call made the change."""
+    changed = JoinRequest.objects.filter(pk=pk, status__in=list(from_)).update(
+        status=to, version=F("version") + 1, updated_at=timezone.now(), **fields
+    )
+    return changed == 1
+
+
+def _after_commit(task_name: str, join_request_id: int) -> None:
+    from rooms import tasks  # tasks call these services; import here to avoid the cycle
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.delay(join_request_id))
+
+
+def _via() -> list[str]:
+    return [settings.MAIN_HS_SERVER_NAME]
+
+
+@dataclass(frozen=True)
+class GuestArrival:
+    join_request: JoinRequest
+    browser_key: str  # kept by the guest's browser so a returning guest gets the same account
+
+
+def join_request_start(
+    *, link: InviteLink, name: CleanName, browser_key: str | None
+) -> GuestArrival:
+    """Record a guest arriving through ``link``; a task then creates the account and knocks.
+
+    A returning guest (same browser, within the return window) keeps their account; one who
+    submits twice gets the request already under way. Raises InviteLinkUnusable when the
+    link is used up or withdrawn in the meantime; nothing is created then.
+    """
+    browser_key = browser_key or new_token(32)
+    with transaction.atomic():
+        account = guest_account_returning(browser_key=browser_key)
+        if account is not None:
+            under_way = JoinRequest.objects.filter(
+                room=link.room, user_id=account.user_id, status__in=JoinRequest.OPEN
+            ).first()
+            if under_way is not None:
+                return GuestArrival(under_way, browser_key)
+            guest_account_rename(account, display_name=name.shown)
+        invite_link_redeem(link)
+        if account is None:
+            account = guest_account_create(display_name=name.shown, browser_key=browser_key)
+        join_request = JoinRequest.objects.create(
+            public_id=uuid.uuid4(),
+            room=link.room,
+            guest=account,
+            invite_link=link,
+            user_id=account.user_id,
+            display_name=name.shown,
+            status=Status.PROVISIONING,
+        )
+        _after_commit("provision_join_request", join_request.pk)
+    logger.info("join request %s: guest %s arriving", join_request.pk, account.user_id)
+    return GuestArrival(join_request, browser_key)
+
+
+def join_request_provision(join_request: JoinRequest) -> None:
+    """Create the guest's account on the guest homeserver and knock on the call room.
+
+    Idempotent: a retry after a failure at any step completes the remaining steps.
+    """
+    if join_request.status != Status.PROVISIONING or join_request.guest is None:
+        return
+    guest_account_provision(join_request.guest)
+    membership = _ensure_knocked(join_request)
+    if membership == "ban":
+        _move(
+            join_request.pk,
+            from_=[Status.PROVISIONING],
+            to=Status.BANNED,
+            reason="You cannot join this call.",
+        )
+    elif membership == "invite":
+        if _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.INVITED):
+            _after_commit("join_guest", join_request.pk)
+    elif membership == "join":
+        _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.JOINED)
+    else:
+        # The main server's push of the knock may have moved the request on already.
+        _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.WAITING)
+        join_request.refresh_from_db(fields=["status", "version"])
+        link = join_request.invite_link
+        if join_request.status == Status.WAITING and link is not None and link.pre_approved:
+            join_request_approve(join_request, moderator="a pre-approved invite link")
+        elif join_request.status == Status.CANCELLED:
+            # The guest cancelled while the knock was on its way: take it back.
+            _after_commit("withdraw_knock", join_request.pk)
+
+
+def _ensure_knocked(join_request: JoinRequest) -> str:
+    """Knock as the guest; the membership on main afterwards (knock, invite, join or ban)."""
+    room_id = join_request.room.room_id
+    with homeservers.guest_appservice() as appservice:
+        guest = appservice.as_user(join_request.user_id)
+        try:
+            guest.knock(room_id, via=_via())
+            return "knock"
+        except Forbidden:
+            # Already knocking, already invited (a retry), or banned: the main server knows.
+            with homeservers.main_bot() as bot:
+                member = bot.member(room_id, join_request.user_id)
+            if member is None or member.membership not in ("knock", "invite", "join", "ban"):
+                raise
+            return member.membership
+
+
+def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
+    """Let the guest in: GuestGate's bot invites them, naming who decided."""
+    with homeservers.main_bot() as bot:
+        bot.ensure_invited(
+            join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
+        )
+    if _move(
+        join_request.pk,
+        from_=[Status.PROVISIONING, Status.WAITING],
+        to=Status.INVITED,
+        decided_by=moderator,
+    ):
+        _after_commit("join_guest", join_request.pk)
+
+
+def join_request_join(join_request: JoinRequest) -> None:
+    """Join the invited guest to the room (retrying the invite/join race of MATRIX-LAB P8)."""
+    if join_request.status not in (Status.INVITED, Status.JOINING):
+        return
+    _move(join_request.pk, from_=[Status.INVITED], to=Status.JOINING)
+    with homeservers.guest_appservice() as appservice:
+        appservice.as_user(join_request.user_id).ensure_joined(
+            join_request.room.room_id, via=_via()
+        )
+    _move(join_request.pk, from_=[Status.INVITED, Status.JOINING], to=Status.JOINED)
+
+
+def join_request_cancel(join_request: JoinRequest) -> bool:
+    """The guest gives up waiting; their knock is taken back on the main server too."""
+    with transaction.atomic():
+        if not _move(
+            join_request.pk, from_=[Status.PROVISIONING, Status.WAITING], to=Status.CANCELLED
+        ):
+            return False
+        _after_commit("withdraw_knock", join_request.pk)
+    return True
+
+
+def join_request_withdraw_knock(join_request: JoinRequest) -> None:
+    """Leave as the guest, then kick what is left on main (MATRIX-LAB P7: a withdrawn knock
+    is not federated, so main would keep showing it)."""
+    room_id = join_request.room.room_id
+    with homeservers.guest_appservice() as appservice:
+        try:
+            appservice.as_user(join_request.user_id).leave(room_id, reason="cancelled")
+        except MatrixError as exc:
+            if exc.retryable:
+                raise
+            logger.info("guest %s had no knock to withdraw (%s)", join_request.user_id, exc.code)
+    with homeservers.main_bot() as bot:
+        member = bot.member(room_id, join_request.user_id)
+        if member is not None and member.membership == "knock":
+            bot.ensure_kicked(room_id, join_request.user_id, reason="The guest cancelled.")
+
+
+def join_request_fail(join_request: JoinRequest, *, message: str) -> None:
+    _move(
+        join_request.pk,
+        from_=[Status.PROVISIONING, Status.INVITED, Status.JOINING],
+        to=Status.FAILED,
+        reason=message,
+    )
+
+
+def join_request_note_retry(join_request: JoinRequest) -> None:
+    """Count a homeserver retry, so the lobby can say it is still working."""
+    JoinRequest.objects.filter(pk=join_request.pk, status__in=JoinRequest.OPEN).update(
+        attempts=F("attempts") + 1, version=F("version") + 1, updated_at=timezone.now()
+    )
+
+
+def join_request_retry(join_request: JoinRequest) -> bool:
+    """Start a failed request over; the steps already done are not repeated."""
+    try:
+        with transaction.atomic():
+            if not _move(
+                join_request.pk,
+                from_=[Status.FAILED],
+                to=Status.PROVISIONING,
+                reason="",
+                attempts=0,
+            ):
+                return False
+            _after_commit("provision_join_request", join_request.pk)
+    except IntegrityError:  # another request of this guest for this room is already open
+        return False
+    return True
+
+
+def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
+    """Apply what the main homeserver says happened, whoever did it (GuestGate or Element).
+
+    Main's room state is the truth about a knock (DESIGN.md): a kick there is a denial even
+    though the guest homeserver never learns of it (MATRIX-LAB P7).
+    """
+    for event in events:
+        join_request = (
+            JoinRequest.objects.filter(
+                room__room_id=event.room_id, user_id=event.user_id, status__in=JoinRequest.OPEN
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if join_request is None:
+            if event.membership == "knock":
+                _withdraw_if_closed(event)
+            continue
+        if not _older_than(event, join_request):
+            _follow(join_request, event)
+
+
+def _withdraw_if_closed(knock: MembershipEvent) -> None:
+    """A knock that landed on main after its request was cancelled (MATRIX-LAB P5: a knock can
+    arrive ~0.2 s after the call returned) is kicked, so it does not linger in Element."""
+    latest = (
+        JoinRequest.objects.filter(room__room_id=knock.room_id, user_id=knock.user_id)
+        .order_by("-created_at")
+        .first()
+    )
+    if latest is not None and latest.status in (Status.CANCELLED, Status.EXPIRED):
+        _after_commit("withdraw_knock", latest.pk)
+
+
+def _older_than(event: MembershipEvent, join_request: JoinRequest) -> bool:
+    """An event from before this request (e.g. the kick that cleared an earlier knock)."""
+    if event.origin_server_ts is None:
+        return False
+    return event.origin_server_ts < join_request.created_at.timestamp() * 1000 - 1000
+
+
+def _follow(join_request: JoinRequest, event: MembershipEvent) -> None:
+    pk, sender = join_request.pk, event.sender
+    match event.membership:
+        case "knock":
+            _move(pk, from_=[Status.PROVISIONING], to=Status.WAITING)
+        case "invite":
+            with transaction.atomic():
+                if _move(
+                    pk,
+                    from_=[Status.PROVISIONING, Status.WAITING],
+                    to=Status.INVITED,
+                    decided_by=sender,
+                ):
+                    _after_commit("join_guest", pk)
+        case "join":
+            _move(pk, from_=JoinRequest.OPEN, to=Status.JOINED)
+        case "leave" if sender == event.user_id:
+            _move(pk, from_=JoinRequest.OPEN, to=Status.CANCELLED)
+        case "leave":
+            _move(
+                pk, from_=JoinRequest.OPEN, to=Status.DENIED, reason=event.reason, decided_by=sender
+            )
+        case "ban":
+            _move(
+                pk, from_=JoinRequest.OPEN, to=Status.BANNED, reason=event.reason, decided_by=sender
+            )

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from rooms.invite_links import invite_link_create
+from rooms.links import invite_url, qr_text
+from rooms.models import CallRoom
+
+
+class Command(BaseCommand):
+    help = "Create an invite link to a registered call room and print it with its QR code."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("room_id")
+        parser.add_argument("--label", default="")
+        parser.add_argument(
+            "--pre-approved",
+            action="store_true",
+            help="guests through this link are let in without a moderator",
+        )
+        parser.add_argument("--max-uses", type=int, default=None)
+        parser.add_argument("--expires-in-hours", type=float, default=None)
+        parser.add_argument("--by", default="admin")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        room = CallRoom.objects.filter(room_id=options["room_id"]).first()
+        if room is None:
+            raise CommandError(f"{options['room_id']} is not registered (see register_room).")
+        if options["max_uses"] is not None and options["max_uses"] < 1:
+            raise CommandError("--max-uses must be 1 or more.")
+        hours = options["expires_in_hours"]
+        new = invite_link_create(
+            room=room,
+            created_by=options["by"],
+            label=options["label"],
+            pre_approved=options["pre_approved"],
+            max_uses=options["max_uses"],
+            expires_at=timezone.now() + timedelta(hours=hours) if hours else None,
+        )
+        url = invite_url(new.token)
+        self.stdout.write(qr_text(url))
+        self.stdout.write(f"Invite link (shown once): {url}")

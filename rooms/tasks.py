@@ -1,0 +1,86 @@
+"""Celery tasks of join requests: each loads its row and calls one service."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Task, shared_task
+from django.utils import timezone
+
+from guestgate.matrix import MatrixError
+from guestgate.tasks import guest_message, run_retrying
+from rooms import join_requests as services
+from rooms.models import JoinRequest
+
+Status = JoinRequest.Status
+
+
+def _load(join_request_id: int) -> JoinRequest | None:
+    return (
+        JoinRequest.objects.select_related("room", "guest", "invite_link")
+        .filter(pk=join_request_id)
+        .first()
+    )
+
+
+@shared_task(bind=True, max_retries=8)
+def provision_join_request(self: Task, join_request_id: int) -> None:
+    join_request = _load(join_request_id)
+    if join_request is None:
+        return
+
+    def give_up(error: MatrixError) -> None:
+        services.join_request_fail(join_request, message=guest_message(error))
+
+    run_retrying(
+        self,
+        lambda: services.join_request_provision(join_request),
+        on_retry=lambda: services.join_request_note_retry(join_request),
+        on_give_up=give_up,
+    )
+
+
+@shared_task(bind=True, max_retries=8)
+def join_guest(self: Task, join_request_id: int) -> None:
+    join_request = _load(join_request_id)
+    if join_request is None:
+        return
+
+    def give_up(error: MatrixError) -> None:
+        services.join_request_fail(join_request, message=guest_message(error))
+
+    run_retrying(
+        self,
+        lambda: services.join_request_join(join_request),
+        on_retry=lambda: services.join_request_note_retry(join_request),
+        on_give_up=give_up,
+    )
+
+
+@shared_task(bind=True, max_retries=8)
+def withdraw_knock(self: Task, join_request_id: int) -> None:
+    join_request = _load(join_request_id)
+    if join_request is None:
+        return
+    run_retrying(
+        self,
+        lambda: services.join_request_withdraw_knock(join_request),
+        on_give_up=lambda error: None,  # logged; the expiry sweep kicks stale knocks again
+    )
+
+
+@shared_task
+def requeue_stuck_join_requests() -> int:
+    """The database is the record of work: re-send tasks for requests stuck mid-flight (a lost
+    message, a worker killed before it could retry). Safe: every task is idempotent."""
+    now = timezone.now()
+    stuck = JoinRequest.objects.filter(updated_at__lt=now - timedelta(minutes=2))
+    provisioning = list(stuck.filter(status=Status.PROVISIONING).values_list("pk", flat=True))
+    joining = list(
+        stuck.filter(status__in=[Status.INVITED, Status.JOINING]).values_list("pk", flat=True)
+    )
+    for pk in provisioning:
+        provision_join_request.delay(pk)
+    for pk in joining:
+        join_guest.delay(pk)
+    return len(provisioning) + len(joining)
