@@ -12,6 +12,12 @@ from django.conf import settings
 from guestgate.localpair import LocalPair, local_pair
 from guestgate.localpair.process import down, ensure_up
 from guestgate.matrix import MatrixClient, Session, register_with_shared_secret
+from rooms.call_rooms import call_room_register
+from rooms.invite_links import invite_link_create
+from rooms.models import CallRoom
+
+# GuestGate's web server, Celery worker and the fault proxies (integration and browser tests).
+pytest_plugins = ["tests.processes"]
 
 
 def _test_pair() -> LocalPair:
@@ -92,3 +98,17 @@ def guest_user_id(homeserver_pair: LocalPair, guest_appservice: MatrixClient) ->
     return guest_appservice.register_appservice_user(
         unique_localpart(homeserver_pair.guest_user_prefix)
     )
+
+
+@pytest.fixture
+def call_room(knock_room: str, moderator: Person) -> CallRoom:
+    """The knock room, registered with GuestGate by its moderator and ready for guests."""
+    room = call_room_register(room=knock_room, registered_by=moderator.user_id)
+    assert room.status == CallRoom.Status.READY, room.problems
+    return room
+
+
+@pytest.fixture
+def invite_token(call_room: CallRoom, moderator: Person) -> str:
+    """The token of a plain invite link (no expiry, no limit, not pre-approved)."""
+    return invite_link_create(room=call_room, created_by=moderator.user_id).token

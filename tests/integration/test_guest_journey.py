@@ -11,7 +11,6 @@ import pytest
 from accounts.models import GuestAccount
 from guestgate.localpair import LocalPair
 from guestgate.matrix import MatrixClient
-from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.join_requests import join_request_approve
 from rooms.models import CallRoom, JoinRequest
@@ -20,18 +19,6 @@ from tests.faultproxy import FaultProxy
 from tests.guestbrowser import GuestBrowser
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def call_room(knock_room: str, moderator: Person) -> CallRoom:
-    room = call_room_register(room=knock_room, registered_by=moderator.user_id)
-    assert room.status == CallRoom.Status.READY, room.problems
-    return room
-
-
-@pytest.fixture
-def invite_token(call_room: CallRoom, moderator: Person) -> str:
-    return invite_link_create(room=call_room, created_by=moderator.user_id).token
 
 
 @pytest.fixture

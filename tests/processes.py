@@ -1,0 +1,161 @@
+"""GuestGate's own processes for the integration and browser tests, on the test database.
+
+The web server and a Celery worker run as real processes, as in production: the main
+homeserver pushes appservice transactions to the web server at any time, and the worker does
+the homeserver calls. Both reach the homeservers through fault proxies, so a test can make a
+chosen homeserver request fail while everything else stays real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from guestgate.localpair import LocalPair
+from tests.faultproxy import FaultProxy
+from tests.waiting import wait_for
+
+
+@pytest.fixture(scope="session")
+def guest_hs_proxy(homeserver_pair: LocalPair) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(homeserver_pair.guest.client_url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def main_hs_proxy(homeserver_pair: LocalPair) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(homeserver_pair.main.client_url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(guest_hs_proxy: FaultProxy, main_hs_proxy: FaultProxy) -> Iterator[None]:
+    yield
+    guest_hs_proxy.clear()
+    main_hs_proxy.clear()
+
+
+@pytest.fixture(scope="session")
+def process_env(
+    django_db_setup: None,
+    homeserver_pair: LocalPair,
+    guest_hs_proxy: FaultProxy,
+    main_hs_proxy: FaultProxy,
+) -> dict[str, str]:
+    """The environment of GuestGate's processes: the test database, homeservers via proxies."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "GUESTGATE_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "GUEST_HS_URL": guest_hs_proxy.url,
+        "GUEST_HS_PUBLIC_URL": homeserver_pair.guest.client_url,
+        "MAIN_HS_URL": main_hs_proxy.url,
+    }
+
+
+def _log_file(name: str) -> Path:
+    path = settings.VAR_DIR / "test-logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def guestgate_web(process_env: dict[str, str], homeserver_pair: LocalPair) -> Iterator[str]:
+    """GuestGate's web server, where the main homeserver pushes and guests browse."""
+    address = homeserver_pair.appservice_url.removeprefix("http://")
+    log_path = _log_file("web")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "runserver",
+                address,
+                "--noreload",
+                "--skip-checks",
+                "--insecure",
+            ],  # --insecure: serve static files without DEBUG
+            cwd=settings.BASE_DIR,
+            env=process_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"GuestGate's web server exited; see {log_path}")
+        try:
+            ping = httpx.post(f"{homeserver_pair.appservice_url}/_matrix/app/v1/ping")
+        except httpx.TransportError:
+            return False
+        return ping.status_code == 401
+
+    wait_for(answering, what="GuestGate's web server", timeout=30)
+    yield homeserver_pair.appservice_url
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(process_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker on the configured broker (Redis in CI, files locally)."""
+    celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
+    else:
+        subprocess.run(
+            [*celery, "purge", "-f"],
+            env=process_env,
+            check=True,
+            capture_output=True,
+            cwd=settings.BASE_DIR,
+        )
+    log_path = _log_file("worker")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=settings.BASE_DIR,
+            env=process_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(
+        lambda: b"ready." in log_path.read_bytes() or process.poll() is not None,
+        what="the Celery worker",
+        timeout=30,
+    )
+    if process.poll() is not None:
+        raise AssertionError(f"the Celery worker exited; see {log_path}")
+    yield process
+    _stop(process)
