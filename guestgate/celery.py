@@ -44,5 +44,7 @@ def _embedded_broker_folders(sender: Celery, **kwargs: object) -> None:
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
         "control_folder": str(folder / "control"),
+        # The default (1 s) would add up to a second to every step a guest waits for.
+        "polling_interval": 0.05,
         "store_processed": False,
     }

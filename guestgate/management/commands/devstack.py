@@ -6,13 +6,16 @@ server as child processes, prints where to click, and on Ctrl-C stops exactly wh
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,13 +35,21 @@ class Command(BaseCommand):
         if not settings.LOCAL_PAIR_PROFILE:
             raise CommandError("devstack runs the local pair: set GUESTGATE_LOCAL_PAIR=dev")
         pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        _refuse_if_taken(port)
+        # `timeout`, systemd or a closing terminal send SIGTERM: stop cleanly as for Ctrl-C.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Starting the local homeserver pair…")
         _, started_pair = ensure_up(pair)
         children: dict[str, subprocess.Popen[bytes]] = {}
         try:
+            demo = io.StringIO()
+            call_command("seed_demo", stdout=demo)
             for name, argv in self._commands(port).items():
                 children[name] = self._spawn(argv)
+            _wait_until_answering(f"http://127.0.0.1:{port}/", children["web server"])
+            self.stdout.write(demo.getvalue())
             self._announce(port, pair.guest.client_url, pair.main.client_url)
             self._wait(children)
         except KeyboardInterrupt:
@@ -50,10 +61,20 @@ class Command(BaseCommand):
             self.stdout.write("Stopped everything devstack started.")
 
     def _commands(self, port: int) -> dict[str, list[str]]:
-        celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
+        celery = [sys.executable, "-m", "celery", "--quiet", "-A", "guestgate"]
         beat_schedule = str(settings.CELERY_BEAT_SCHEDULE_FILE)
         return {
-            "celery worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            # Tasks wait on homeservers, not on the CPU: threads, several at once.
+            "celery worker": [
+                *celery,
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+            ],
             "celery beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", beat_schedule],
             "web server": [
                 sys.executable,
@@ -82,6 +103,33 @@ class Command(BaseCommand):
                 if child.poll() is not None:
                     raise CommandError(f"the {name} exited with status {child.returncode}")
             time.sleep(0.5)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _refuse_if_taken(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise CommandError(
+                f"Port {port} is already in use (another `make run`?). Stop it, or use "
+                f"`manage.py devstack --port {port + 1}`."
+            ) from None
+
+
+def _wait_until_answering(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            httpx.get(url, timeout=5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise CommandError(f"the web server did not answer at {url}")
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:

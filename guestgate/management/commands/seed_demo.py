@@ -1,0 +1,79 @@
+"""``manage.py seed_demo``: a moderator, a call room and an invite link on the local pair.
+
+Run by ``make run`` so a newcomer sees the whole flow at once. Idempotent: the moderator and
+the room are made once (kept in the pair's ``demo.json``); each run prints a fresh link.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from guestgate.localpair import LocalPair, local_pair
+from guestgate.matrix import MatrixClient, UserInUse, register_with_shared_secret
+from rooms.call_rooms import call_room_register
+from rooms.invite_links import invite_link_create
+from rooms.links import invite_url, qr_text
+from rooms.models import CallRoom
+
+MODERATOR = "moderator"
+
+
+class Command(BaseCommand):
+    help = "Seed the local homeserver pair with a demo moderator, call room and invite link."
+    requires_system_checks: list[str] = []
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.LOCAL_PAIR_PROFILE:
+            raise CommandError("seed_demo works on the local pair: set GUESTGATE_LOCAL_PAIR=dev")
+        pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        demo_file = pair.directory / "demo.json"
+        demo: dict[str, str] = json.loads(demo_file.read_text()) if demo_file.exists() else {}
+        password = demo.setdefault("moderator_password", secrets.token_urlsafe(12))
+        moderator = _moderator(pair, password)
+        with MatrixClient(base_url=pair.main.client_url, access_token=moderator) as client:
+            room_id = demo.get("room_id")
+            if not room_id or not CallRoom.objects.filter(room_id=room_id).exists():
+                room_id = _create_room(pair, client)
+            demo["room_id"] = room_id
+            demo_file.write_text(json.dumps(demo, indent=2))
+            client.logout()
+        user_id = f"@{MODERATOR}:{pair.main.server_name}"
+        call_room = call_room_register(room=room_id, registered_by=user_id)
+        if call_room.status != CallRoom.Status.READY:
+            raise CommandError("; ".join(call_room.problems))
+        url = invite_url(invite_link_create(room=call_room, created_by=user_id, label="demo").token)
+        self.stdout.write(qr_text(url))
+        self.stdout.write(
+            f"Demo call room: {call_room} ({room_id})\n"
+            f"Invite link for guests: {url}\n"
+            f"Moderator on the main homeserver ({pair.main.client_url}):\n"
+            f"  user {user_id}\n  password {password}\n"
+        )
+
+
+def _moderator(pair: LocalPair, password: str) -> str:
+    """An access token of the demo moderator, registering them on first use."""
+    try:
+        session = register_with_shared_secret(
+            pair.main.client_url,
+            shared_secret=pair.main.registration_shared_secret,
+            username=MODERATOR,
+            password=password,
+            displayname="Demo Moderator",
+        )
+    except UserInUse:
+        with MatrixClient(base_url=pair.main.client_url, access_token=None) as anonymous:
+            session = anonymous.password_login(MODERATOR, password)
+    return session.access_token
+
+
+def _create_room(pair: LocalPair, client: MatrixClient) -> str:
+    bot_id = f"@{pair.bot_localpart}:{pair.main.server_name}"
+    return client.create_room(
+        name="Demo call", join_rule="knock", invite=[bot_id], power_level_users={bot_id: 50}
+    )

@@ -1,0 +1,253 @@
+"""The join page's answers to bad input: a clear message, the right status, nothing created.
+
+No homeserver is needed: every case here is refused before one would be called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import GuestAccount
+from rooms.invite_links import invite_link_create
+from rooms.models import CallRoom, InviteLink, JoinRequest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def room() -> CallRoom:
+    return CallRoom.objects.create(
+        room_id="!AbCdEf123",
+        name="Team call",
+        status=CallRoom.Status.READY,
+        registered_by="@mona:main.test",
+        checked_at=timezone.now(),
+        protected_names=["@mona:main.test", "Mona Moderator"],
+    )
+
+
+@pytest.fixture
+def token(room: CallRoom) -> str:
+    return invite_link_create(room=room, created_by="@mona:main.test").token
+
+
+def nothing_created() -> bool:
+    return not GuestAccount.objects.exists() and not JoinRequest.objects.exists()
+
+
+def test_the_join_page_shows_the_room_and_a_labelled_name_field(client: Client, token: str) -> None:
+    page = client.get(f"/j/{token}")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Join Team call" in html
+    assert '<label for="id_display_name">Your name</label>' in html
+    assert 'autocomplete="name"' in html
+
+
+def test_a_good_name_records_the_guest_and_queues_provisioning(
+    client: Client, token: str, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks:
+        answer = client.post(f"/j/{token}", {"display_name": "  Alice  "})
+
+    request = JoinRequest.objects.get()
+    assert answer.status_code == 302
+    assert answer["Location"] == f"/lobby/{request.public_id}"
+    assert request.display_name == "Alice (Guest)"
+    assert request.status == JoinRequest.Status.PROVISIONING
+    assert request.guest is not None and request.guest.status == GuestAccount.Status.PENDING
+    assert InviteLink.objects.get().use_count == 1
+    assert len(callbacks) == 1  # the provisioning task, sent only after commit
+    assert answer.cookies["guestgate_guest"]["httponly"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "This field is required."),
+        ("\u200b\u202e", "Please type the name others should see."),
+        ("x" * 65, "Please keep the name to 64 characters or fewer."),
+        ("@bob:example.org", "Please type a name, not a Matrix address"),
+        ("M0na Moderator", "too close to the name of someone in this room"),
+        ("mona", "too close to the name of someone in this room"),
+    ],
+    ids=[
+        "missing",
+        "invisible-only",
+        "too-long",
+        "matrix-id",
+        "moderator-look-alike",
+        "moderator-localpart",
+    ],
+)
+def test_a_bad_name_is_a_clear_form_error_and_creates_nothing(
+    client: Client, token: str, name: str, message: str
+) -> None:
+    answer = client.post(f"/j/{token}", {"display_name": name})
+
+    assert answer.status_code == 400
+    html = answer.content.decode()
+    assert message in html
+    assert 'aria-invalid="true"' in html and 'role="alert"' in html
+    assert nothing_created()
+    assert InviteLink.objects.get().use_count == 0
+
+
+def test_a_name_is_escaped_when_shown_back(client: Client, token: str) -> None:
+    answer = client.post(f"/j/{token}", {"display_name": "<script>alert(1)</script>" + "x" * 70})
+
+    assert answer.status_code == 400
+    assert b"<script>alert(1)" not in answer.content
+    assert b"&lt;script&gt;" in answer.content
+
+
+def _expired(link: InviteLink) -> None:
+    link.expires_at = timezone.now() - timedelta(seconds=1)
+
+
+def _revoked(link: InviteLink) -> None:
+    link.revoked_at = timezone.now()
+
+
+def _used_up(link: InviteLink) -> None:
+    link.max_uses, link.use_count = 2, 2
+
+
+def _room_not_ready(link: InviteLink) -> None:
+    CallRoom.objects.filter(pk=link.room_id).update(status=CallRoom.Status.PROBLEM)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status", "code", "words"),
+    [
+        (_expired, 410, "link.expired", "has expired"),
+        (_revoked, 410, "link.revoked", "was withdrawn"),
+        (_used_up, 410, "link.used_up", "used as many times"),
+        (_room_not_ready, 410, "link.room_unavailable", "not open to guests"),
+    ],
+    ids=["expired", "revoked", "used-up", "room-not-ready"],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_unusable_link_gets_a_clear_page_and_creates_nothing(
+    client: Client,
+    token: str,
+    spoil: Callable[[InviteLink], None],
+    status: int,
+    code: str,
+    words: str,
+    method: str,
+) -> None:
+    link = InviteLink.objects.get()
+    spoil(link)
+    link.save()
+
+    answer = getattr(client, method)(f"/j/{token}", {"display_name": "Alice"})
+
+    assert answer.status_code == status
+    assert f'data-code="{code}"' in answer.content.decode()
+    assert words in answer.content.decode()
+    assert nothing_created()
+
+
+@pytest.mark.parametrize(
+    "bad_token",
+    ["AAAAAAAAAAAAAAAAAAAAAA", "short", "x" * 80, "%00%2e%2e"],
+    ids=["random", "too-short", "too-long", "odd-characters"],
+)
+def test_an_unknown_or_tampered_token_is_not_found(
+    client: Client, token: str, bad_token: str
+) -> None:
+    answer = client.post(f"/j/{bad_token}", {"display_name": "Alice"})
+
+    assert answer.status_code == 404
+    assert 'data-code="link.unknown"' in answer.content.decode()
+    assert nothing_created()
+
+
+def test_a_token_with_one_character_changed_is_not_found(client: Client, token: str) -> None:
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+
+    assert client.get(f"/j/{tampered}").status_code == 404
+
+
+def test_a_link_valid_at_its_expiry_instant_and_not_one_second_later(
+    client: Client, token: str, time_machine: Any
+) -> None:
+    link = InviteLink.objects.get()
+    link.expires_at = timezone.now() + timedelta(hours=1)
+    link.save()
+
+    time_machine.move_to(link.expires_at, tick=False)
+    assert client.get(f"/j/{token}").status_code == 200
+    time_machine.move_to(link.expires_at + timedelta(seconds=1), tick=False)
+    assert client.get(f"/j/{token}").status_code == 410
+
+
+def test_the_last_use_of_a_link_is_granted_once(client: Client, token: str) -> None:
+    InviteLink.objects.update(max_uses=1)
+
+    first = client.post(f"/j/{token}", {"display_name": "Alice"})
+    second = Client().post(f"/j/{token}", {"display_name": "Bob"})
+
+    assert first.status_code == 302
+    assert second.status_code == 410
+    assert JoinRequest.objects.count() == 1
+
+
+def test_the_join_form_needs_its_csrf_token(token: str) -> None:
+    strict = Client(enforce_csrf_checks=True)
+
+    answer = strict.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert answer.status_code == 403
+    assert nothing_created()
+
+
+def test_too_many_attempts_from_one_address_get_a_429_with_retry_after(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.JOIN_RATE_PER_IP = 2
+    for _ in range(2):
+        client.post(f"/j/{token}", {"display_name": "@bad:name.example"})
+
+    answer = client.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert answer.status_code == 429
+    assert 1 <= int(answer["Retry-After"]) <= 60
+    assert "Please try again in" in answer.content.decode()
+    assert nothing_created()
+
+
+def test_submitting_twice_from_one_browser_keeps_one_request(client: Client, token: str) -> None:
+    first = client.post(f"/j/{token}", {"display_name": "Alice"})
+    again = client.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert first["Location"] == again["Location"]
+    assert JoinRequest.objects.count() == 1
+    assert InviteLink.objects.get().use_count == 1
+
+
+def test_a_lobby_is_not_found_from_another_browser(client: Client, token: str) -> None:
+    lobby = client.post(f"/j/{token}", {"display_name": "Alice"})["Location"]
+
+    assert client.get(lobby).status_code == 200
+    assert Client().get(lobby).status_code == 404
+    assert Client().get(f"{lobby}/status").status_code == 404
+
+
+def test_the_lobby_status_answers_at_once_without_a_version(client: Client, token: str) -> None:
+    lobby = client.post(f"/j/{token}", {"display_name": "Alice"})["Location"]
+
+    state = client.get(f"{lobby}/status").json()
+
+    assert state["status"] == "provisioning"
+    assert state["title"] == "Creating your guest pass…"
+    assert state["session"] is None
+    assert state["can_cancel"] is True
