@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.utils import timezone
@@ -26,6 +26,8 @@ class RoomCheck:
     problems: list[str]
     protected_names: list[str]
     fixable_join_rule: bool  # the bot may set the join rule to knock itself
+    power_levels: dict[str, object] = field(default_factory=dict)
+    creators: list[str] = field(default_factory=list)
 
 
 def call_room_register(*, room: str, registered_by: str) -> CallRoom:
@@ -82,6 +84,7 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
         )
     info = bot.room_info(room_id)
     levels = bot.power_levels(room_id)
+    levels_content = bot.state_event(room_id, "m.room.power_levels") or {}
     problems = _problems(info, levels, bot_id)
     fixable = info.join_rule not in KNOCK_RULES and levels.may_send_state(
         bot_id, "m.room.join_rules"
@@ -91,6 +94,8 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
         problems=problems,
         protected_names=_moderator_names(bot, room_id, levels),
         fixable_join_rule=fixable and _supports_knock(info.room_version),
+        power_levels=dict(levels_content),
+        creators=sorted(levels.creators),
     )
 
 
@@ -140,6 +145,8 @@ def _save(room_id: str, check: RoomCheck, *, registered_by: str) -> CallRoom:
         "status": CallRoom.Status.PROBLEM if check.problems else CallRoom.Status.READY,
         "problems": check.problems,
         "protected_names": check.protected_names,
+        "power_levels": check.power_levels,
+        "creators": check.creators,
         "checked_at": timezone.now(),
     }
     call_room, _ = CallRoom.objects.update_or_create(

@@ -9,11 +9,15 @@ from django.db import IntegrityError, transaction
 
 from guestgate.matrix.appservice import RoomEvent
 from rooms.join_requests import join_requests_follow_membership
-from rooms.models import AppserviceTransaction, MembershipEvent
+from rooms.models import AppserviceTransaction, CallRoom, MembershipEvent
 
 logger = logging.getLogger(__name__)
 
-_MAX_TEXT = 1000  # a reason or display name longer than this is cut, not refused
+_MAX_TEXT = 1000
+_ROOM_STATE = (
+    "m.room.power_levels",
+    "m.room.name",
+)  # a reason or display name longer than this is cut, not refused
 
 
 def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) -> bool:
@@ -23,11 +27,14 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
     Only inserts happen here, so the homeserver gets its answer fast.
     """
     members = [_membership_row(event) for event in events if event.membership is not None]
+    room_state = [event for event in events if event.type in _ROOM_STATE and event.state_key == ""]
     try:
         with transaction.atomic():
             AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
             # The same event can arrive in two transactions (e.g. after a homeserver restart).
             MembershipEvent.objects.bulk_create(members, ignore_conflicts=True)
+            for event in room_state:
+                _apply_room_state(event)
             transaction.on_commit(lambda: join_requests_follow_membership(members))
     except IntegrityError:
         logger.info("appservice transaction %s already received; ignored", txn_id)
@@ -36,6 +43,15 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
         "appservice transaction %s: %d events, %d membership", txn_id, len(events), len(members)
     )
     return True
+
+
+def _apply_room_state(event: RoomEvent) -> None:
+    """Keep a call room's name and power levels current: rights follow the room at once."""
+    rooms = CallRoom.objects.filter(room_id=event.room_id)
+    if event.type == "m.room.power_levels":
+        rooms.update(power_levels=dict(event.content))
+    elif event.type == "m.room.name":
+        rooms.update(name=_text(event.content.get("name"))[:255])
 
 
 def _membership_row(event: RoomEvent) -> MembershipEvent:

@@ -1,9 +1,9 @@
 """Join requests: a guest's way into a call room, from the typed name to the join.
 
-Every state change is a conditional UPDATE on ``status`` (``_move``) that bumps ``version``;
-a change that finds the row in another state did not happen, because someone (a moderator
-click, a homeserver push, another worker) got there first. Homeserver calls happen outside
-database transactions; tasks are enqueued only after commit.
+Every state change is a conditional UPDATE on ``status`` (``move_join_request``) that bumps
+``version``; a change that finds the row in another state did not happen, because someone
+(a moderator click, a homeserver push, another worker) got there first. Homeserver calls
+happen outside database transactions; tasks are enqueued only after commit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from accounts.displaynames import CleanName
@@ -29,22 +29,52 @@ from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.matrix import Forbidden, MatrixError
 from rooms.invite_links import invite_link_redeem
-from rooms.models import InviteLink, JoinRequest, MembershipEvent
+from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest, MembershipEvent
 
 logger = logging.getLogger(__name__)
 
 Status = JoinRequest.Status
 
 
-def _move(pk: int, *, from_: Iterable[str], to: str, **fields: object) -> bool:
-    """Change the status if it is one of ``from_``; True if this call made the change."""
-    changed = JoinRequest.objects.filter(pk=pk, status__in=list(from_)).update(
-        status=to, version=F("version") + 1, updated_at=timezone.now(), **fields
-    )
+@dataclass(frozen=True)
+class Audit:
+    action: str
+    actor: str
+    reason: str = ""
+    via_guestgate: bool = True
+
+
+def move_join_request(
+    join_request: JoinRequest,
+    *,
+    from_: Iterable[str],
+    to: str,
+    audit: Audit | None = None,
+    **fields: object,
+) -> bool:
+    """Change the status if it is one of ``from_``; True if this call made the change.
+
+    The audit entry, if any, is written in the same transaction, only when the change happened.
+    """
+    with transaction.atomic():
+        changed = JoinRequest.objects.filter(pk=join_request.pk, status__in=list(from_)).update(
+            status=to, version=F("version") + 1, updated_at=timezone.now(), **fields
+        )
+        if changed == 1 and audit is not None:
+            AuditEntry.objects.create(
+                room_id=join_request.room_id,
+                join_request=join_request,
+                action=audit.action,
+                actor=audit.actor,
+                subject=join_request.user_id,
+                subject_name=join_request.display_name,
+                reason=audit.reason,
+                via_guestgate=audit.via_guestgate,
+            )
     return changed == 1
 
 
-def _after_commit(task_name: str, join_request_id: int) -> None:
+def enqueue_after_commit(task_name: str, join_request_id: int) -> None:
     from rooms import tasks  # tasks call these services; import here to avoid the cycle
 
     task = getattr(tasks, task_name)
@@ -92,9 +122,13 @@ def join_request_start(
             display_name=name.shown,
             status=Status.PROVISIONING,
         )
-        _after_commit("provision_join_request", join_request.pk)
+        enqueue_after_commit("provision_join_request", join_request.pk)
     logger.info("join request %s: guest %s arriving", join_request.pk, account.user_id)
     return GuestArrival(join_request, browser_key)
+
+
+def _knocked(join_request: JoinRequest) -> Audit:
+    return Audit(AuditEntry.Action.KNOCKED, actor=join_request.user_id)
 
 
 def join_request_provision(join_request: JoinRequest) -> None:
@@ -107,27 +141,37 @@ def join_request_provision(join_request: JoinRequest) -> None:
     guest_account_provision(join_request.guest)
     membership = _ensure_knocked(join_request)
     if membership == "ban":
-        _move(
-            join_request.pk,
+        move_join_request(
+            join_request,
             from_=[Status.PROVISIONING],
             to=Status.BANNED,
             reason="You cannot join this call.",
         )
     elif membership == "invite":
-        if _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.INVITED):
-            _after_commit("join_guest", join_request.pk)
+        if move_join_request(join_request, from_=[Status.PROVISIONING], to=Status.INVITED):
+            enqueue_after_commit("join_guest", join_request.pk)
     elif membership == "join":
-        _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.JOINED)
+        move_join_request(join_request, from_=[Status.PROVISIONING], to=Status.JOINED)
     else:
         # The main server's push of the knock may have moved the request on already.
-        _move(join_request.pk, from_=[Status.PROVISIONING], to=Status.WAITING)
-        join_request.refresh_from_db(fields=["status", "version"])
+        move_join_request(
+            join_request,
+            from_=[Status.PROVISIONING],
+            to=Status.WAITING,
+            audit=_knocked(join_request),
+        )
+        join_request.refresh_from_db(fields=["status", "version", "decided_by"])
         link = join_request.invite_link
         if join_request.status == Status.WAITING and link is not None and link.pre_approved:
-            join_request_approve(join_request, moderator="a pre-approved invite link")
+            from rooms.moderation import join_request_approve
+
+            join_request_approve(join_request, moderator=PRE_APPROVED)
         elif join_request.status == Status.CANCELLED:
             # The guest cancelled while the knock was on its way: take it back.
-            _after_commit("withdraw_knock", join_request.pk)
+            enqueue_after_commit("withdraw_knock", join_request.pk)
+
+
+PRE_APPROVED = "a pre-approved invite link"
 
 
 def _ensure_knocked(join_request: JoinRequest) -> str:
@@ -147,41 +191,34 @@ def _ensure_knocked(join_request: JoinRequest) -> str:
             return member.membership
 
 
-def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
-    """Let the guest in: GuestGate's bot invites them, naming who decided."""
-    with homeservers.main_bot() as bot:
-        bot.ensure_invited(
-            join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
-        )
-    if _move(
-        join_request.pk,
-        from_=[Status.PROVISIONING, Status.WAITING],
-        to=Status.INVITED,
-        decided_by=moderator,
-    ):
-        _after_commit("join_guest", join_request.pk)
-
-
 def join_request_join(join_request: JoinRequest) -> None:
     """Join the invited guest to the room (retrying the invite/join race of MATRIX-LAB P8)."""
-    if join_request.status not in (Status.INVITED, Status.JOINING):
-        return
-    _move(join_request.pk, from_=[Status.INVITED], to=Status.JOINING)
+    if join_request.status not in (Status.INVITED, Status.JOINING) or join_request.guest is None:
+        return  # people with their own Matrix account join by themselves
+    move_join_request(join_request, from_=[Status.INVITED], to=Status.JOINING)
     with homeservers.guest_appservice() as appservice:
         appservice.as_user(join_request.user_id).ensure_joined(
             join_request.room.room_id, via=_via()
         )
-    _move(join_request.pk, from_=[Status.INVITED, Status.JOINING], to=Status.JOINED)
+    move_join_request(
+        join_request,
+        from_=[Status.INVITED, Status.JOINING],
+        to=Status.JOINED,
+        audit=Audit(AuditEntry.Action.JOINED, actor=join_request.user_id),
+    )
 
 
 def join_request_cancel(join_request: JoinRequest) -> bool:
     """The guest gives up waiting; their knock is taken back on the main server too."""
     with transaction.atomic():
-        if not _move(
-            join_request.pk, from_=[Status.PROVISIONING, Status.WAITING], to=Status.CANCELLED
+        if not move_join_request(
+            join_request,
+            from_=[Status.PROVISIONING, Status.WAITING],
+            to=Status.CANCELLED,
+            audit=Audit(AuditEntry.Action.CANCELLED, actor=join_request.user_id),
         ):
             return False
-        _after_commit("withdraw_knock", join_request.pk)
+        enqueue_after_commit("withdraw_knock", join_request.pk)
     return True
 
 
@@ -203,11 +240,12 @@ def join_request_withdraw_knock(join_request: JoinRequest) -> None:
 
 
 def join_request_fail(join_request: JoinRequest, *, message: str) -> None:
-    _move(
-        join_request.pk,
+    move_join_request(
+        join_request,
         from_=[Status.PROVISIONING, Status.INVITED, Status.JOINING],
         to=Status.FAILED,
         reason=message,
+        audit=Audit(AuditEntry.Action.FAILED, actor="GuestGate", reason=message),
     )
 
 
@@ -222,15 +260,11 @@ def join_request_retry(join_request: JoinRequest) -> bool:
     """Start a failed request over; the steps already done are not repeated."""
     try:
         with transaction.atomic():
-            if not _move(
-                join_request.pk,
-                from_=[Status.FAILED],
-                to=Status.PROVISIONING,
-                reason="",
-                attempts=0,
+            if not move_join_request(
+                join_request, from_=[Status.FAILED], to=Status.PROVISIONING, reason="", attempts=0
             ):
                 return False
-            _after_commit("provision_join_request", join_request.pk)
+            enqueue_after_commit("provision_join_request", join_request.pk)
     except IntegrityError:  # another request of this guest for this room is already open
         return False
     return True
@@ -240,34 +274,63 @@ def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
     """Apply what the main homeserver says happened, whoever did it (GuestGate or Element).
 
     Main's room state is the truth about a knock (DESIGN.md): a kick there is a denial even
-    though the guest homeserver never learns of it (MATRIX-LAB P7).
+    though the guest homeserver never learns of it (MATRIX-LAB P7). Knocks by people with
+    their own Matrix account become join requests too, so moderators see every knock.
     """
     for event in events:
         join_request = (
-            JoinRequest.objects.filter(
-                room__room_id=event.room_id, user_id=event.user_id, status__in=JoinRequest.OPEN
-            )
+            JoinRequest.objects.select_related("room")
+            .filter(room__room_id=event.room_id, user_id=event.user_id, status__in=JoinRequest.OPEN)
             .order_by("-created_at")
             .first()
         )
         if join_request is None:
             if event.membership == "knock":
-                _withdraw_if_closed(event)
+                _knock_without_request(event)
             continue
         if not _older_than(event, join_request):
             _follow(join_request, event)
 
 
-def _withdraw_if_closed(knock: MembershipEvent) -> None:
-    """A knock that landed on main after its request was cancelled (MATRIX-LAB P5: a knock can
-    arrive ~0.2 s after the call returned) is kicked, so it does not linger in Element."""
+def _knock_without_request(knock: MembershipEvent) -> None:
     latest = (
         JoinRequest.objects.filter(room__room_id=knock.room_id, user_id=knock.user_id)
         .order_by("-created_at")
         .first()
     )
-    if latest is not None and latest.status in (Status.CANCELLED, Status.EXPIRED):
-        _after_commit("withdraw_knock", latest.pk)
+    if latest is not None and not _older_than(knock, latest):
+        if latest.status in (Status.CANCELLED, Status.EXPIRED):
+            # Landed on main after its request was cancelled (MATRIX-LAB P5: a knock can
+            # arrive ~0.2 s after the call returned): kick it, so it does not linger.
+            enqueue_after_commit("withdraw_knock", latest.pk)
+            return
+        if latest.guest_id is not None:
+            return  # one of our guests' knocks, already accounted for
+    call_room = CallRoom.objects.filter(room_id=knock.room_id).first()
+    if call_room is None:
+        return
+    try:
+        with transaction.atomic():
+            join_request = JoinRequest.objects.create(
+                public_id=uuid.uuid4(),
+                room=call_room,
+                user_id=knock.user_id,
+                display_name=knock.displayname or knock.user_id,
+                status=Status.WAITING,
+                reason=knock.reason,
+            )
+            AuditEntry.objects.create(
+                room=call_room,
+                join_request=join_request,
+                action=AuditEntry.Action.KNOCKED,
+                actor=knock.user_id,
+                subject=knock.user_id,
+                subject_name=join_request.display_name,
+                reason=knock.reason,
+                via_guestgate=False,
+            )
+    except IntegrityError:
+        pass  # the same knock, pushed twice at once
 
 
 def _older_than(event: MembershipEvent, join_request: JoinRequest) -> bool:
@@ -278,28 +341,61 @@ def _older_than(event: MembershipEvent, join_request: JoinRequest) -> bool:
 
 
 def _follow(join_request: JoinRequest, event: MembershipEvent) -> None:
-    pk, sender = join_request.pk, event.sender
+    sender = event.sender
+    by_guestgate = sender == homeservers.main_bot_user_id()
+
+    # Decisions GuestGate's bot carried out are audited by the service that asked for them.
+    def audit(action: str) -> Audit | None:
+        return None if by_guestgate else Audit(action, sender, event.reason, via_guestgate=False)
+
+    first_decider = Case(When(decided_by="", then=Value(sender)), default=F("decided_by"))
     match event.membership:
         case "knock":
-            _move(pk, from_=[Status.PROVISIONING], to=Status.WAITING)
+            move_join_request(
+                join_request,
+                from_=[Status.PROVISIONING],
+                to=Status.WAITING,
+                audit=_knocked(join_request),
+            )
         case "invite":
             with transaction.atomic():
-                if _move(
-                    pk,
+                if move_join_request(
+                    join_request,
                     from_=[Status.PROVISIONING, Status.WAITING],
                     to=Status.INVITED,
-                    decided_by=sender,
+                    decided_by=first_decider,
+                    audit=audit(AuditEntry.Action.APPROVED),
                 ):
-                    _after_commit("join_guest", pk)
+                    enqueue_after_commit("join_guest", join_request.pk)
         case "join":
-            _move(pk, from_=JoinRequest.OPEN, to=Status.JOINED)
+            move_join_request(
+                join_request,
+                from_=JoinRequest.OPEN,
+                to=Status.JOINED,
+                audit=Audit(AuditEntry.Action.JOINED, actor=event.user_id),
+            )
         case "leave" if sender == event.user_id:
-            _move(pk, from_=JoinRequest.OPEN, to=Status.CANCELLED)
+            move_join_request(
+                join_request,
+                from_=JoinRequest.OPEN,
+                to=Status.CANCELLED,
+                audit=Audit(AuditEntry.Action.CANCELLED, actor=sender, via_guestgate=False),
+            )
         case "leave":
-            _move(
-                pk, from_=JoinRequest.OPEN, to=Status.DENIED, reason=event.reason, decided_by=sender
+            move_join_request(
+                join_request,
+                from_=JoinRequest.OPEN,
+                to=Status.DENIED,
+                reason=event.reason,
+                decided_by=first_decider,
+                audit=audit(AuditEntry.Action.DENIED),
             )
         case "ban":
-            _move(
-                pk, from_=JoinRequest.OPEN, to=Status.BANNED, reason=event.reason, decided_by=sender
+            move_join_request(
+                join_request,
+                from_=JoinRequest.OPEN,
+                to=Status.BANNED,
+                reason=event.reason,
+                decided_by=first_decider,
+                audit=audit(AuditEntry.Action.BANNED),
             )

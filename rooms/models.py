@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from guestgate.matrix.types import PowerLevels
+
 
 class AppserviceTransaction(models.Model):
     """A transaction the main homeserver pushed to GuestGate's appservice endpoint.
@@ -56,6 +58,10 @@ class CallRoom(models.Model):
     problems = models.JSONField(default=list, blank=True)  # sentences for the moderator
     # Names and ids of the room's moderators, which guests may not imitate.
     protected_names = models.JSONField(default=list, blank=True)
+    # The room's m.room.power_levels content as last seen (pushes keep it current), and the
+    # creators who outrank every level in room version 12 and later.
+    power_levels = models.JSONField(default=dict, blank=True)
+    creators = models.JSONField(default=list, blank=True)
     registered_by = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField()
@@ -66,6 +72,10 @@ class CallRoom(models.Model):
     @property
     def display_name(self) -> str:
         return self.name or "a call"
+
+    @property
+    def levels(self) -> PowerLevels:
+        return PowerLevels.from_content(self.power_levels or None, creators=self.creators)
 
 
 class InviteLink(models.Model):
@@ -156,3 +166,39 @@ class JoinRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
+
+
+class AuditEntry(models.Model):
+    """Who knocked, who decided what and when, with the reason: one row per thing that happened.
+
+    Written in the same transaction as the change it records.
+    """
+
+    class Action(models.TextChoices):
+        KNOCKED = "knocked", "asked to join"
+        APPROVED = "approved", "let in"
+        DENIED = "denied", "denied"
+        BANNED = "banned", "denied and banned"
+        JOINED = "joined", "joined"
+        CANCELLED = "cancelled", "cancelled"
+        FAILED = "failed", "failed"
+        EXPIRED = "expired", "expired"
+
+    room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="audit_entries")
+    join_request = models.ForeignKey(
+        JoinRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.CharField(max_length=255)  # a Matrix id, or "GuestGate"
+    subject = models.CharField(max_length=255)  # the Matrix id of the person knocking
+    subject_name = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    via_guestgate = models.BooleanField(default=True)  # False: decided in a Matrix client
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["room", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.subject}"

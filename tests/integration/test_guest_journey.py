@@ -12,7 +12,7 @@ from accounts.models import GuestAccount
 from guestgate.localpair import LocalPair
 from guestgate.matrix import MatrixClient
 from rooms.invite_links import invite_link_create
-from rooms.join_requests import join_request_approve
+from rooms.moderation import join_request_approve
 from rooms.models import CallRoom, JoinRequest
 from tests.conftest import Person
 from tests.faultproxy import FaultProxy

@@ -1,0 +1,128 @@
+"""Moderators' decisions on join requests: approve (invite), deny (kick), deny and ban (ban).
+
+Record, act, record: a decision is first claimed on the row (a conditional UPDATE of
+``decided_by``), so two moderators clicking at once cause one effect and the other is told
+who decided; then GuestGate's bot acts on the main homeserver; then the new state and the
+audit entry are stored. A homeserver failure releases the claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+
+from guestgate import homeservers
+from guestgate.errors import GuestGateError
+from guestgate.matrix import MatrixError
+from rooms.join_requests import enqueue_after_commit, move_join_request
+from rooms.models import AuditEntry, CallRoom, JoinRequest
+
+Status = JoinRequest.Status
+DECIDABLE = (Status.PROVISIONING, Status.WAITING)
+
+
+class AlreadyDecided(GuestGateError):
+    code = "request.already_decided"
+    status = 409
+
+
+class NotAllowed(GuestGateError):
+    code = "moderation.not_allowed"
+    status = 403
+
+
+def _claim(join_request: JoinRequest, moderator: str) -> None:
+    claimed = JoinRequest.objects.filter(
+        Q(decided_by="") | Q(decided_by=moderator),
+        pk=join_request.pk,
+        status__in=DECIDABLE,
+    ).update(decided_by=moderator)
+    if claimed != 1:
+        join_request.refresh_from_db()
+        who = join_request.decided_by or "someone else"
+        raise AlreadyDecided(
+            f"{join_request.display_name} was already handled by {who} "
+            f"({join_request.get_status_display()})."
+        )
+    join_request.decided_by = moderator
+
+
+def _release(join_request: JoinRequest, moderator: str) -> None:
+    JoinRequest.objects.filter(
+        pk=join_request.pk, decided_by=moderator, status__in=DECIDABLE
+    ).update(decided_by="")
+
+
+def _audit(join_request: JoinRequest, action: str, moderator: str, reason: str = "") -> None:
+    AuditEntry.objects.create(
+        room_id=join_request.room_id,
+        join_request=join_request,
+        action=action,
+        actor=moderator,
+        subject=join_request.user_id,
+        subject_name=join_request.display_name,
+        reason=reason,
+    )
+
+
+def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
+    """Let the person in: GuestGate's bot invites them, naming who decided."""
+    _claim(join_request, moderator)
+    try:
+        with homeservers.main_bot() as bot:
+            bot.ensure_invited(
+                join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
+            )
+    except MatrixError:
+        _release(join_request, moderator)
+        raise
+    with transaction.atomic():
+        _audit(join_request, AuditEntry.Action.APPROVED, moderator)
+        if (
+            move_join_request(join_request, from_=DECIDABLE, to=Status.INVITED)
+            and join_request.guest_id
+        ):
+            enqueue_after_commit("join_guest", join_request.pk)
+
+
+def join_request_deny(
+    join_request: JoinRequest, *, moderator: str, reason: str = "", ban: bool = False
+) -> None:
+    """Turn the person away; the reason reaches a guest's lobby. ``ban`` stops new knocks."""
+    _claim(join_request, moderator)
+    try:
+        with homeservers.main_bot() as bot:
+            act = bot.ensure_banned if ban else bot.ensure_kicked
+            act(join_request.room.room_id, join_request.user_id, reason=reason or None)
+    except MatrixError:
+        _release(join_request, moderator)
+        raise
+    action = AuditEntry.Action.BANNED if ban else AuditEntry.Action.DENIED
+    with transaction.atomic():
+        _audit(join_request, action, moderator, reason)
+        move_join_request(
+            join_request, from_=DECIDABLE, to=Status.BANNED if ban else Status.DENIED, reason=reason
+        )
+
+
+@dataclass(frozen=True)
+class ApproveAllResult:
+    approved: int
+    skipped: int  # decided by someone else meanwhile
+    failed: int
+
+
+def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllResult:
+    approved = skipped = failed = 0
+    waiting = JoinRequest.objects.select_related("room").filter(room=room, status=Status.WAITING)
+    for join_request in waiting.order_by("created_at"):
+        try:
+            join_request_approve(join_request, moderator=moderator)
+            approved += 1
+        except AlreadyDecided:
+            skipped += 1
+        except MatrixError:
+            failed += 1
+    return ApproveAllResult(approved, skipped, failed)

@@ -1,0 +1,51 @@
+"""What a person may do in a call room: the room's power levels decide, read by GuestGate's bot.
+
+A moderator needs an explicit power level in the room (or to be one of its creators) at least
+the level the action needs on Matrix: invite to approve, kick to deny, ban to ban. Django
+superusers (admins) may do everything everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from rooms.models import CallRoom
+
+
+@dataclass(frozen=True)
+class RoomRights:
+    approve: bool
+    deny: bool
+    ban: bool
+
+    @property
+    def see(self) -> bool:
+        return self.approve
+
+
+NONE = RoomRights(approve=False, deny=False, ban=False)
+ALL = RoomRights(approve=True, deny=True, ban=True)
+
+
+def matrix_id_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
+    """Moderators' Django usernames are their Matrix ids (see rooms.moderators)."""
+    name = user.get_username() if user.is_authenticated else ""
+    return name if name.startswith("@") else None
+
+
+def room_rights(room: CallRoom, user: AbstractBaseUser | AnonymousUser) -> RoomRights:
+    if not user.is_authenticated:
+        return NONE
+    if getattr(user, "is_superuser", False):
+        return ALL
+    matrix_id = matrix_id_of(user)
+    levels = room.levels
+    if matrix_id is None or (matrix_id not in levels.users and matrix_id not in levels.creators):
+        return NONE
+    return RoomRights(
+        approve=levels.may_invite(matrix_id),
+        deny=levels.may_kick(matrix_id),
+        ban=levels.may_ban(matrix_id),
+    )
