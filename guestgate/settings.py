@@ -79,6 +79,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # admins (Django superusers)
+    "rooms.moderators.MatrixModeratorBackend",  # moderators (Matrix accounts of main)
+]
+LOGIN_URL = "moderator-login"
+# Moderator sign-in attempts per account and per IP address, per 5 minutes.
+SIGNIN_RATE_PER_ACCOUNT = env_int("GUESTGATE_SIGNIN_RATE_PER_ACCOUNT", 5)
+SIGNIN_RATE_PER_IP = env_int("GUESTGATE_SIGNIN_RATE_PER_IP", 20)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

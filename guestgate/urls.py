@@ -2,11 +2,27 @@ from django.contrib import admin
 from django.urls import path
 
 from guestgate import views
-from rooms import appservice_views, guest_views
+from rooms import appservice_views, dashboard_views, guest_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    path("moderator/", dashboard_views.dashboard, name="dashboard"),
+    path("moderator/sign-in", dashboard_views.sign_in, name="moderator-login"),
+    path("moderator/sign-out", dashboard_views.sign_out, name="moderator-logout"),
+    path("moderator/rooms", dashboard_views.room_register, name="moderator-room-register"),
+    path("moderator/rooms/<int:pk>", dashboard_views.room_detail, name="moderator-room"),
+    path("moderator/rooms/<int:pk>/queue", dashboard_views.room_queue_live, name="moderator-queue"),
+    path(
+        "moderator/rooms/<int:pk>/approve-all",
+        dashboard_views.approve_all,
+        name="moderator-approve-all",
+    ),
+    path("moderator/rooms/<int:pk>/check", dashboard_views.room_check, name="moderator-check"),
+    path("moderator/rooms/<int:pk>/audit", dashboard_views.audit, name="moderator-audit"),
+    path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
+    path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
+    path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),
     path("j/<str:token>", guest_views.join, name="join"),
     path("lobby/<uuid:public_id>", guest_views.lobby, name="lobby"),
     path("lobby/<uuid:public_id>/status", guest_views.lobby_status, name="lobby-status"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
@@ -35,9 +34,7 @@ class NotAllowed(GuestGateError):
 
 def _claim(join_request: JoinRequest, moderator: str) -> None:
     claimed = JoinRequest.objects.filter(
-        Q(decided_by="") | Q(decided_by=moderator),
-        pk=join_request.pk,
-        status__in=DECIDABLE,
+        pk=join_request.pk, decided_by="", status__in=DECIDABLE
     ).update(decided_by=moderator)
     if claimed != 1:
         join_request.refresh_from_db()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Max, Q
 
 from accounts.services import guest_account_session
-from rooms.models import JoinRequest
+from rooms.models import AuditEntry, CallRoom, JoinRequest
+from rooms.permissions import RoomRights, room_rights
 
 Status = JoinRequest.Status
 
@@ -83,3 +87,57 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
             homeserver=quote(session.homeserver_url, safe=""),
         )
     return state
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    room: CallRoom
+    rights: RoomRights
+    waiting: int
+
+
+def rooms_for_moderator(user: AbstractBaseUser | AnonymousUser) -> list[RoomSummary]:
+    """The rooms this person may moderate, with how many are waiting in each."""
+    rooms = CallRoom.objects.annotate(
+        waiting=Count("join_requests", filter=Q(join_requests__status=Status.WAITING))
+    ).order_by("name", "pk")
+    summaries = [RoomSummary(room, room_rights(room, user), room.waiting) for room in rooms]
+    return [summary for summary in summaries if summary.rights.see]
+
+
+def room_queue(room: CallRoom) -> list[JoinRequest]:
+    """Who is waiting (or still being set up), first come first."""
+    return list(
+        JoinRequest.objects.filter(room=room, status__in=[Status.PROVISIONING, Status.WAITING])
+        .select_related("invite_link")
+        .order_by("created_at")
+    )
+
+
+def room_recent_decisions(room: CallRoom, *, limit: int = 15) -> list[JoinRequest]:
+    return list(
+        JoinRequest.objects.filter(room=room)
+        .exclude(status__in=[Status.PROVISIONING, Status.WAITING])
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def room_queue_token(room: CallRoom) -> str:
+    """Changes whenever any join request of the room changes: what the dashboard waits on."""
+    latest = JoinRequest.objects.filter(room=room).aggregate(
+        changed=Max("updated_at"), count=Count("pk")
+    )
+    changed = latest["changed"].timestamp() if latest["changed"] else 0
+    return f"{latest['count']}-{changed:.6f}"
+
+
+def room_audit(room: CallRoom, *, query: str = "", limit: int = 200) -> list[AuditEntry]:
+    entries = AuditEntry.objects.filter(room=room)
+    if query:
+        entries = entries.filter(
+            Q(subject__icontains=query)
+            | Q(subject_name__icontains=query)
+            | Q(actor__icontains=query)
+            | Q(reason__icontains=query)
+        )
+    return list(entries[:limit])

@@ -54,6 +54,7 @@ def main_bot(homeserver_pair: LocalPair) -> Iterator[MatrixClient]:
 class Person:
     session: Session
     client: MatrixClient
+    password: str
 
     @property
     def user_id(self) -> str:
@@ -67,15 +68,26 @@ def unique_localpart(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def moderator(homeserver_pair: LocalPair) -> Iterator[Person]:
     """A person with an ordinary account on the main homeserver who creates call rooms."""
+    yield from _main_user(homeserver_pair, "moderator_", "Mona Moderator")
+
+
+@pytest.fixture(scope="session")
+def member(homeserver_pair: LocalPair) -> Iterator[Person]:
+    """Someone else with an account on the main homeserver, and no power in call rooms."""
+    yield from _main_user(homeserver_pair, "member_", "Max Member")
+
+
+def _main_user(pair: LocalPair, prefix: str, displayname: str) -> Iterator[Person]:
+    password = secrets.token_urlsafe(16)
     session = register_with_shared_secret(
-        homeserver_pair.main.client_url,
-        shared_secret=homeserver_pair.main.registration_shared_secret,
-        username=unique_localpart("moderator_"),
-        password=secrets.token_urlsafe(16),
-        displayname="Mona Moderator",
+        pair.main.client_url,
+        shared_secret=pair.main.registration_shared_secret,
+        username=unique_localpart(prefix),
+        password=password,
+        displayname=displayname,
     )
     with MatrixClient(base_url=session.homeserver_url, access_token=session.access_token) as c:
-        yield Person(session, c)
+        yield Person(session, c, password)
 
 
 @pytest.fixture

@@ -63,3 +63,49 @@ class GuestBrowser:
         return self.http.post(
             f"{self.lobby_path}/{button}", data={"csrfmiddlewaretoken": csrf.group(1)}
         )
+
+
+class ModeratorBrowser:
+    """A moderator at the dashboard, over real HTTP (sign-in, CSRF, the queue's long poll)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _csrf(self, path: str) -> str:
+        page = self.http.get(path)
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert found, f"no form at {path} ({page.status_code})"
+        return found.group(1)
+
+    def sign_in(self, matrix_id: str, password: str) -> httpx.Response:
+        csrf = self._csrf("/moderator/sign-in")
+        return self.http.post(
+            "/moderator/sign-in",
+            data={"csrfmiddlewaretoken": csrf, "matrix_id": matrix_id, "password": password},
+        )
+
+    def post(self, path: str, **data: str) -> httpx.Response:
+        csrf = self._csrf("/moderator/")
+        return self.http.post(path, data={"csrfmiddlewaretoken": csrf, **data})
+
+    def room_page(self, room_pk: int) -> httpx.Response:
+        return self.http.get(f"/moderator/rooms/{room_pk}")
+
+    def queue(self, room_pk: int, since: str = "") -> dict[str, Any]:
+        response = self.http.get(f"/moderator/rooms/{room_pk}/queue", params={"since": since})
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
+
+    def wait_for_queue(self, room_pk: int, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+        """Follow the queue as the dashboard does until ``predicate(state)`` holds."""
+        deadline = time.monotonic() + timeout
+        state = self.queue(room_pk)
+        while not predicate(state):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"queue never matched; last: {state['html'][:500]}")
+            state = self.queue(room_pk, since=state["token"])
+        return state

@@ -5,92 +5,210 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('rooms', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("rooms", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CallRoom',
+            name="CallRoom",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('room_id', models.CharField(max_length=255, unique=True)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('ready', 'ready for guests'), ('problem', 'needs attention')], max_length=16)),
-                ('problems', models.JSONField(blank=True, default=list)),
-                ('protected_names', models.JSONField(blank=True, default=list)),
-                ('power_levels', models.JSONField(blank=True, default=dict)),
-                ('creators', models.JSONField(blank=True, default=list)),
-                ('registered_by', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('checked_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("room_id", models.CharField(max_length=255, unique=True)),
+                ("name", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ready", "ready for guests"), ("problem", "needs attention")],
+                        max_length=16,
+                    ),
+                ),
+                ("problems", models.JSONField(blank=True, default=list)),
+                ("protected_names", models.JSONField(blank=True, default=list)),
+                ("power_levels", models.JSONField(blank=True, default=dict)),
+                ("creators", models.JSONField(blank=True, default=list)),
+                ("registered_by", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("checked_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='InviteLink',
+            name="InviteLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token_hash', models.CharField(max_length=64, unique=True)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('pre_approved', models.BooleanField(default=False)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('max_uses', models.PositiveIntegerField(blank=True, null=True)),
-                ('use_count', models.PositiveIntegerField(default=0)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invite_links', to='rooms.callroom')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("token_hash", models.CharField(max_length=64, unique=True)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("pre_approved", models.BooleanField(default=False)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("max_uses", models.PositiveIntegerField(blank=True, null=True)),
+                ("use_count", models.PositiveIntegerField(default=0)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("created_by", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="invite_links",
+                        to="rooms.callroom",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JoinRequest',
+            name="JoinRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(unique=True)),
-                ('user_id', models.CharField(max_length=255)),
-                ('display_name', models.CharField(max_length=255)),
-                ('status', models.CharField(choices=[('provisioning', 'creating your account'), ('waiting', 'waiting for a moderator'), ('invited', 'let in'), ('joining', 'joining'), ('joined', 'in the call'), ('denied', 'denied'), ('banned', 'denied and banned'), ('cancelled', 'cancelled'), ('failed', 'failed'), ('expired', 'expired')], max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('decided_by', models.CharField(blank=True, max_length=255)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True, db_index=True)),
-                ('guest', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='join_requests', to='accounts.guestaccount')),
-                ('invite_link', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='join_requests', to='rooms.invitelink')),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='join_requests', to='rooms.callroom')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(unique=True)),
+                ("user_id", models.CharField(max_length=255)),
+                ("display_name", models.CharField(max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("provisioning", "creating your account"),
+                            ("waiting", "waiting for a moderator"),
+                            ("invited", "let in"),
+                            ("joining", "joining"),
+                            ("joined", "in the call"),
+                            ("denied", "denied"),
+                            ("banned", "denied and banned"),
+                            ("cancelled", "cancelled"),
+                            ("failed", "failed"),
+                            ("expired", "expired"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("decided_by", models.CharField(blank=True, max_length=255)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True, db_index=True)),
+                (
+                    "guest",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="join_requests",
+                        to="accounts.guestaccount",
+                    ),
+                ),
+                (
+                    "invite_link",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="join_requests",
+                        to="rooms.invitelink",
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="join_requests",
+                        to="rooms.callroom",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('action', models.CharField(choices=[('knocked', 'asked to join'), ('approved', 'let in'), ('denied', 'denied'), ('banned', 'denied and banned'), ('joined', 'joined'), ('cancelled', 'cancelled'), ('failed', 'failed'), ('expired', 'expired')], max_length=16)),
-                ('actor', models.CharField(max_length=255)),
-                ('subject', models.CharField(max_length=255)),
-                ('subject_name', models.CharField(blank=True, max_length=255)),
-                ('reason', models.TextField(blank=True)),
-                ('via_guestgate', models.BooleanField(default=True)),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audit_entries', to='rooms.callroom')),
-                ('join_request', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='audit', to='rooms.joinrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("knocked", "asked to join"),
+                            ("approved", "let in"),
+                            ("denied", "denied"),
+                            ("banned", "denied and banned"),
+                            ("joined", "joined"),
+                            ("cancelled", "cancelled"),
+                            ("failed", "failed"),
+                            ("expired", "expired"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("actor", models.CharField(max_length=255)),
+                ("subject", models.CharField(max_length=255)),
+                ("subject_name", models.CharField(blank=True, max_length=255)),
+                ("reason", models.TextField(blank=True)),
+                ("via_guestgate", models.BooleanField(default=True)),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="audit_entries",
+                        to="rooms.callroom",
+                    ),
+                ),
+                (
+                    "join_request",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="audit",
+                        to="rooms.joinrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-pk'],
+                "ordering": ["-at", "-pk"],
             },
         ),
         migrations.AddConstraint(
-            model_name='invitelink',
-            constraint=models.CheckConstraint(condition=models.Q(('max_uses__isnull', True), ('use_count__lte', models.F('max_uses')), _connector='OR'), name='invite_link_uses_within_limit'),
+            model_name="invitelink",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("max_uses__isnull", True),
+                    ("use_count__lte", models.F("max_uses")),
+                    _connector="OR",
+                ),
+                name="invite_link_uses_within_limit",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='joinrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['provisioning', 'waiting', 'invited', 'joining'])), fields=('room', 'user_id'), name='one_open_join_request_per_user_and_room'),
+            model_name="joinrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("status__in", ["provisioning", "waiting", "invited", "joining"])
+                ),
+                fields=("room", "user_id"),
+                name="one_open_join_request_per_user_and_room",
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditentry',
-            index=models.Index(fields=['room', '-at'], name='rooms_audit_room_id_509bd7_idx'),
+            model_name="auditentry",
+            index=models.Index(fields=["room", "-at"], name="rooms_audit_room_id_509bd7_idx"),
         ),
     ]

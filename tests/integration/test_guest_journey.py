@@ -12,8 +12,8 @@ from accounts.models import GuestAccount
 from guestgate.localpair import LocalPair
 from guestgate.matrix import MatrixClient
 from rooms.invite_links import invite_link_create
-from rooms.moderation import join_request_approve
 from rooms.models import CallRoom, JoinRequest
+from rooms.moderation import join_request_approve
 from tests.conftest import Person
 from tests.faultproxy import FaultProxy
 from tests.guestbrowser import GuestBrowser

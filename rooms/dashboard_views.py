@@ -1,0 +1,247 @@
+"""The moderators' pages: sign-in, their rooms, the live queue, decisions, the audit log."""
+
+from __future__ import annotations
+
+import time
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from guestgate.errors import GuestGateError
+from guestgate.matrix import MatrixError
+from rooms.call_rooms import call_room_fix_join_rule, call_room_recheck, call_room_register
+from rooms.models import CallRoom, JoinRequest
+from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
+from rooms.moderators import SignInRefused, moderator_sign_in
+from rooms.permissions import RoomRights, matrix_id_of, room_rights
+from rooms.selectors import (
+    room_audit,
+    room_queue,
+    room_queue_token,
+    room_recent_decisions,
+    rooms_for_moderator,
+)
+
+LONG_POLL_SECONDS = 20.0
+LONG_POLL_TICK = 0.25
+
+
+class SignInForm(forms.Form):
+    matrix_id = forms.CharField(
+        label="Matrix id",
+        max_length=255,
+        help_text="For example @mona:example.org",
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request: HttpRequest) -> HttpResponse:
+    form = SignInForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = moderator_sign_in(
+                matrix_id=form.cleaned_data["matrix_id"],
+                password=form.cleaned_data["password"],
+                ip=str(request.META.get("REMOTE_ADDR", "")),
+            )
+        except SignInRefused as refused:
+            form.add_error(None, refused.message)
+            status = refused.status
+        else:
+            login(request, user, backend="rooms.moderators.MatrixModeratorBackend")
+            target = request.GET.get("next", "")
+            if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+                target = "dashboard"
+            return redirect(target)
+    elif request.method == "POST":
+        status = 400
+    return render(request, "moderator/sign_in.html", {"form": form}, status=status)
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("moderator-login")
+
+
+def _actor(request: HttpRequest) -> str:
+    return matrix_id_of(request.user) or f"admin {request.user.get_username()}"
+
+
+def _room_for(request: HttpRequest, pk: int) -> tuple[CallRoom, RoomRights]:
+    """A room the person may see; others are not found (their existence is not revealed)."""
+    room = get_object_or_404(CallRoom, pk=pk)
+    rights = room_rights(room, request.user)
+    if not rights.see:
+        raise Http404("no such room for this moderator")
+    return room, rights
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "moderator/dashboard.html", {"rooms": rooms_for_moderator(request.user)})
+
+
+@login_required
+@require_POST
+def room_register(request: HttpRequest) -> HttpResponse:
+    typed = request.POST.get("room", "").strip()
+    existed = CallRoom.objects.filter(room_id=typed).exists()
+    try:
+        room = call_room_register(room=typed, registered_by=_actor(request))
+    except (GuestGateError, MatrixError) as error:
+        messages.error(request, error.message)
+        return redirect("dashboard")
+    if not room_rights(room, request.user).see:
+        if not existed:
+            room.delete()
+        messages.error(
+            request,
+            "You need to be a moderator of that room (with the power to invite) to register it.",
+        )
+        return redirect("dashboard")
+    messages.success(request, f"{room} is registered.")
+    return redirect("moderator-room", pk=room.pk)
+
+
+@login_required
+@require_GET
+def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    room, rights = _room_for(request, pk)
+    return render(
+        request,
+        "moderator/room.html",
+        {
+            "room": room,
+            "rights": rights,
+            "queue": room_queue(room),
+            "recent": room_recent_decisions(room),
+            "token": room_queue_token(room),
+        },
+    )
+
+
+@login_required
+@require_GET
+def room_queue_live(request: HttpRequest, pk: int) -> JsonResponse:
+    """Long poll: answers when the room's queue changed since ``?since=`` (or after ~20 s)."""
+    room, rights = _room_for(request, pk)
+    since = request.GET.get("since", "")
+    deadline = time.monotonic() + LONG_POLL_SECONDS
+    while since and room_queue_token(room) == since and time.monotonic() < deadline:
+        time.sleep(LONG_POLL_TICK)
+    queue = room_queue(room)
+    html = render_to_string(
+        "moderator/_queue.html",
+        {
+            "room": room,
+            "rights": rights,
+            "queue": queue,
+            "recent": room_recent_decisions(room),
+        },
+        request=request,
+    )
+    return JsonResponse(
+        {
+            "token": room_queue_token(room),
+            "waiting": sum(1 for r in queue if r.status == JoinRequest.Status.WAITING),
+            "html": html,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
+    room, rights = _room_for(request, join_request.room_id)
+    allowed = {"approve": rights.approve, "deny": rights.deny, "ban": rights.ban}[decision]
+    if not allowed:
+        messages.error(request, "Your power level in this room does not allow that.")
+        return redirect("moderator-room", pk=room.pk)
+    reason = request.POST.get("reason", "").strip()[:500]
+    try:
+        if decision == "approve":
+            join_request_approve(join_request, moderator=_actor(request))
+        else:
+            join_request_deny(
+                join_request, moderator=_actor(request), reason=reason, ban=decision == "ban"
+            )
+    except GuestGateError as error:
+        messages.warning(request, error.message)
+    except MatrixError as error:
+        messages.error(request, f"The Matrix server refused or did not answer: {error.message}")
+    return redirect("moderator-room", pk=room.pk)
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, "approve")
+
+
+@login_required
+@require_POST
+def deny(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, "deny")
+
+
+@login_required
+@require_POST
+def ban(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, "ban")
+
+
+@login_required
+@require_POST
+def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
+    room, rights = _room_for(request, pk)
+    if not rights.approve:
+        messages.error(request, "Your power level in this room does not allow that.")
+        return redirect("moderator-room", pk=room.pk)
+    result = join_requests_approve_all(room, moderator=_actor(request))
+    messages.success(
+        request,
+        f"Let in {result.approved}."
+        + (f" {result.skipped} were already handled." if result.skipped else "")
+        + (f" {result.failed} failed; try again." if result.failed else ""),
+    )
+    return redirect("moderator-room", pk=room.pk)
+
+
+@login_required
+@require_POST
+def room_check(request: HttpRequest, pk: int) -> HttpResponse:
+    room, _rights = _room_for(request, pk)
+    try:
+        if request.POST.get("fix") == "join_rule":
+            room = call_room_fix_join_rule(room)
+        else:
+            room = call_room_recheck(room)
+    except MatrixError as error:
+        messages.error(request, error.message)
+    return redirect("moderator-room", pk=room.pk)
+
+
+@login_required
+@require_GET
+def audit(request: HttpRequest, pk: int) -> HttpResponse:
+    room, _rights = _room_for(request, pk)
+    query = request.GET.get("q", "").strip()[:100]
+    return render(
+        request,
+        "moderator/audit.html",
+        {"room": room, "entries": room_audit(room, query=query), "query": query},
+    )
