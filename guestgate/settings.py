@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "guestgate",
     "accounts",
     "rooms",
@@ -108,7 +109,13 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "guestgate.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GuestGate API",
+    "DESCRIPTION": "Moderate guests' requests to join calls. Same rights as the dashboard.",
+    "VERSION": "1",
 }
 
 # Rate-limit counters (and other short-lived shared state): Redis when configured, else files.

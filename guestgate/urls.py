@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
 
 from guestgate import views
-from rooms import appservice_views, dashboard_views, guest_views
+from rooms import api, appservice_views, dashboard_views, guest_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -23,6 +24,18 @@ urlpatterns = [
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
     path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
     path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),
+    path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/rooms", api.RoomList.as_view(), name="api-rooms"),
+    path(
+        "api/v1/rooms/<int:pk>/join-requests",
+        api.RoomJoinRequestList.as_view(),
+        name="api-room-join-requests",
+    ),
+    path("api/v1/rooms/<int:pk>/approve-all", api.ApproveAll.as_view(), name="api-approve-all"),
+    path("api/v1/rooms/<int:pk>/audit", api.Audit.as_view(), name="api-audit"),
+    path("api/v1/join-requests/<int:pk>/approve", api.Approve.as_view(), name="api-approve"),
+    path("api/v1/join-requests/<int:pk>/deny", api.Deny.as_view(), name="api-deny"),
+    path("api/v1/join-requests/<int:pk>/ban", api.Ban.as_view(), name="api-ban"),
     path("j/<str:token>", guest_views.join, name="join"),
     path("lobby/<uuid:public_id>", guest_views.lobby, name="lobby"),
     path("lobby/<uuid:public_id>/status", guest_views.lobby_status, name="lobby-status"),

@@ -223,3 +223,27 @@ def test_power_level_changes_take_effect_without_a_restart(
         lambda: browser.room_page(call_room.pk).status_code == 200,
         what="the new power level to reach GuestGate",
     )
+
+
+def test_the_api_approves_and_denies_like_the_dashboard(
+    mona: ModeratorBrowser,
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+) -> None:
+    alice, bob = GuestBrowser(guestgate_web), GuestBrowser(guestgate_web)
+    first = waiting_guest(alice, invite_token, "Alice")
+    second = waiting_guest(bob, invite_token, "Bob")
+    csrf = {"X-CSRFToken": mona.http.cookies["csrftoken"]}
+
+    queue = mona.http.get(f"/api/v1/rooms/{call_room.pk}/join-requests").json()
+    approved = mona.http.post(f"/api/v1/join-requests/{first.pk}/approve", headers=csrf)
+    denied = mona.http.post(
+        f"/api/v1/join-requests/{second.pk}/deny", headers=csrf, json={"reason": "Full room"}
+    )
+
+    assert {r["display_name"] for r in queue} == {"Alice (Guest)", "Bob (Guest)"}
+    assert approved.status_code == 200 and approved.json()["status"] in ("invited", "joined")
+    assert denied.status_code == 200 and denied.json()["status"] == "denied"
+    alice.wait_for("joined")
+    assert bob.wait_for("denied")["reason"] == "Full room"

@@ -1,0 +1,150 @@
+"""The moderators' API: one view per operation, the same rights as the dashboard."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rooms.models import AuditEntry, CallRoom, JoinRequest
+from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
+from rooms.permissions import RoomRights, matrix_id_of, room_rights
+from rooms.selectors import room_audit, room_queue, rooms_for_moderator
+
+
+def _actor(request: Request) -> str:
+    return matrix_id_of(request.user) or f"admin {request.user.get_username()}"
+
+
+def _room(request: Request, pk: int) -> tuple[CallRoom, RoomRights]:
+    room = CallRoom.objects.filter(pk=pk).first()
+    rights = room_rights(room, request.user) if room else None
+    if room is None or rights is None or not rights.see:
+        raise NotFound("No such room.")
+    return room, rights
+
+
+def _join_request(request: Request, pk: int, need: str) -> JoinRequest:
+    join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
+    _, rights = _room(request, join_request.room_id)
+    if not getattr(rights, need):
+        raise PermissionDenied("Your power level in this room does not allow that.")
+    return join_request
+
+
+class RoomList(APIView):
+    class RoomOutput(serializers.Serializer):
+        id = serializers.IntegerField(source="room.pk")
+        room_id = serializers.CharField(source="room.room_id")
+        name = serializers.CharField(source="room.name")
+        status = serializers.CharField(source="room.status")
+        problems = serializers.ListField(child=serializers.CharField(), source="room.problems")
+        waiting = serializers.IntegerField()
+        may_approve = serializers.BooleanField(source="rights.approve")
+        may_deny = serializers.BooleanField(source="rights.deny")
+        may_ban = serializers.BooleanField(source="rights.ban")
+
+    @extend_schema(responses=RoomOutput(many=True), summary="Rooms you moderate")
+    def get(self, request: Request) -> Response:
+        return Response(self.RoomOutput(rooms_for_moderator(request.user), many=True).data)
+
+
+class JoinRequestOutput(serializers.ModelSerializer):
+    is_guest = serializers.SerializerMethodField()
+    invite_link = serializers.CharField(source="invite_link.label", default="")
+
+    class Meta:
+        model = JoinRequest
+        fields = [
+            "id",
+            "user_id",
+            "display_name",
+            "status",
+            "is_guest",
+            "reason",
+            "decided_by",
+            "invite_link",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_is_guest(self, join_request: JoinRequest) -> bool:
+        return join_request.guest_id is not None
+
+
+class RoomJoinRequestList(APIView):
+    @extend_schema(responses=JoinRequestOutput(many=True), summary="Who is waiting in a room")
+    def get(self, request: Request, pk: int) -> Response:
+        room, _ = _room(request, pk)
+        return Response(JoinRequestOutput(room_queue(room), many=True).data)
+
+
+class Approve(APIView):
+    @extend_schema(request=None, responses=JoinRequestOutput, summary="Let someone in")
+    def post(self, request: Request, pk: int) -> Response:
+        join_request = _join_request(request, pk, "approve")
+        join_request_approve(join_request, moderator=_actor(request))
+        join_request.refresh_from_db()
+        return Response(JoinRequestOutput(join_request).data)
+
+
+class DenyInput(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class Deny(APIView):
+    ban = False
+
+    @extend_schema(
+        request=DenyInput,
+        responses=JoinRequestOutput,
+        summary="Turn someone away (kick); the reason reaches a guest's lobby",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        join_request = _join_request(request, pk, "ban" if self.ban else "deny")
+        data = DenyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        join_request_deny(
+            join_request,
+            moderator=_actor(request),
+            reason=data.validated_data["reason"],
+            ban=self.ban,
+        )
+        join_request.refresh_from_db()
+        return Response(JoinRequestOutput(join_request).data)
+
+
+class Ban(Deny):
+    ban = True
+
+
+class ApproveAll(APIView):
+    class ApproveAllOutput(serializers.Serializer):
+        approved = serializers.IntegerField()
+        skipped = serializers.IntegerField()
+        failed = serializers.IntegerField()
+
+    @extend_schema(request=None, responses=ApproveAllOutput, summary="Let everyone waiting in")
+    def post(self, request: Request, pk: int) -> Response:
+        room, rights = _room(request, pk)
+        if not rights.approve:
+            raise PermissionDenied("Your power level in this room does not allow that.")
+        result = join_requests_approve_all(room, moderator=_actor(request))
+        return Response(self.ApproveAllOutput(result).data)
+
+
+class Audit(APIView):
+    class AuditOutput(serializers.ModelSerializer):
+        class Meta:
+            model = AuditEntry
+            fields = ["at", "action", "actor", "subject", "subject_name", "reason", "via_guestgate"]
+
+    @extend_schema(responses=AuditOutput(many=True), summary="A room's audit log (?q= searches)")
+    def get(self, request: Request, pk: int) -> Response:
+        room, _ = _room(request, pk)
+        query = str(request.query_params.get("q", ""))[:100]
+        return Response(self.AuditOutput(room_audit(room, query=query), many=True).data)
