@@ -54,6 +54,16 @@ def new_token(nbytes: int = 16) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_invite_token() -> str:
+    """130 random bits as 26 lowercase letters and digits (base32): typable from a poster,
+    read back case-insensitively and with or without the hyphens a poster may show."""
+    return base64.b32encode(secrets.token_bytes(17)).decode().rstrip("=").lower()[:26]
+
+
+def normalize_invite_token(typed: str) -> str:
+    return typed.replace("-", "").replace(" ", "").lower()
+
+
 def token_hash(token: str) -> str:
     """What is stored of a token: its SHA-256. Tokens are random, so no salt or slow hash."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -3,7 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from guestgate import views
-from rooms import api, appservice_views, dashboard_views, guest_views
+from rooms import api, appservice_views, dashboard_views, guest_views, link_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,10 @@ urlpatterns = [
     ),
     path("moderator/rooms/<int:pk>/check", dashboard_views.room_check, name="moderator-check"),
     path("moderator/rooms/<int:pk>/audit", dashboard_views.audit, name="moderator-audit"),
+    path("moderator/rooms/<int:pk>/links", link_views.links, name="moderator-links"),
+    path("moderator/links/<int:pk>/revoke", link_views.revoke, name="moderator-link-revoke"),
+    path("moderator/links/<int:pk>/qr.<str:kind>", link_views.qr, name="moderator-link-qr"),
+    path("moderator/links/<int:pk>/poster", link_views.poster, name="moderator-link-poster"),
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
     path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
     path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),
@@ -33,6 +37,15 @@ urlpatterns = [
     ),
     path("api/v1/rooms/<int:pk>/approve-all", api.ApproveAll.as_view(), name="api-approve-all"),
     path("api/v1/rooms/<int:pk>/audit", api.Audit.as_view(), name="api-audit"),
+    path(
+        "api/v1/rooms/<int:pk>/invite-links", api.RoomInviteLinks.as_view(), name="api-invite-links"
+    ),
+    path(
+        "api/v1/invite-links/<int:pk>/revoke",
+        api.RevokeInviteLink.as_view(),
+        name="api-invite-link-revoke",
+    ),
+    path("api/v1/invite-links/<int:pk>/qr", api.InviteLinkQr.as_view(), name="api-invite-link-qr"),
     path("api/v1/join-requests/<int:pk>/approve", api.Approve.as_view(), name="api-approve"),
     path("api/v1/join-requests/<int:pk>/deny", api.Deny.as_view(), name="api-deny"),
     path("api/v1/join-requests/<int:pk>/ban", api.Ban.as_view(), name="api-ban"),

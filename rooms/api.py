@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -10,7 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rooms.models import AuditEntry, CallRoom, JoinRequest
+from rooms.invite_links import (
+    invite_link_create,
+    invite_link_revoke,
+    invite_link_state,
+    invite_link_token_matches,
+)
+from rooms.links import invite_url, qr_png, qr_svg
+from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
 from rooms.permissions import RoomRights, matrix_id_of, room_rights
 from rooms.selectors import room_audit, room_queue, rooms_for_moderator
@@ -148,3 +159,116 @@ class Audit(APIView):
         room, _ = _room(request, pk)
         query = str(request.query_params.get("q", ""))[:100]
         return Response(self.AuditOutput(room_audit(room, query=query), many=True).data)
+
+
+class InviteLinkOutput(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InviteLink
+        fields = [
+            "id",
+            "label",
+            "state",
+            "pre_approved",
+            "expires_at",
+            "max_uses",
+            "use_count",
+            "revoked_at",
+            "created_by",
+            "created_at",
+        ]
+
+    def get_state(self, link: InviteLink) -> str:
+        return invite_link_state(link)
+
+
+class NewInviteLinkInput(serializers.Serializer):
+    # A field named like Field.label, which the stubs type as a string.
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False, allow_blank=True, max_length=100, default=""
+    )
+    pre_approved = serializers.BooleanField(required=False, default=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    max_uses = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=100_000, default=None
+    )
+
+    def validate_expires_at(self, value: datetime | None) -> datetime | None:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("The expiry must be in the future.")
+        return value
+
+
+class NewInviteLinkOutput(InviteLinkOutput):
+    token = serializers.CharField()
+    url = serializers.CharField()
+
+    class Meta(InviteLinkOutput.Meta):
+        fields = [*InviteLinkOutput.Meta.fields, "token", "url"]
+
+
+def _links_room(request: Request, pk: int) -> CallRoom:
+    room, rights = _room(request, pk)
+    if not rights.approve:
+        raise PermissionDenied("Invite links need the power to invite in this room.")
+    return room
+
+
+class RoomInviteLinks(APIView):
+    @extend_schema(responses=InviteLinkOutput(many=True), summary="A room's invite links")
+    def get(self, request: Request, pk: int) -> Response:
+        room = _links_room(request, pk)
+        return Response(InviteLinkOutput(room.invite_links.order_by("-created_at"), many=True).data)
+
+    @extend_schema(
+        request=NewInviteLinkInput,
+        responses={201: NewInviteLinkOutput},
+        summary="Make an invite link; its token is in this answer only",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        room = _links_room(request, pk)
+        data = NewInviteLinkInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        new = invite_link_create(room=room, created_by=_actor(request), **data.validated_data)
+        link = new.link
+        link.token, link.url = new.token, invite_url(new.token)  # type: ignore[attr-defined]
+        return Response(NewInviteLinkOutput(link).data, status=201)
+
+
+def _own_link(request: Request, pk: int) -> InviteLink:
+    link = get_object_or_404(InviteLink.objects.select_related("room"), pk=pk)
+    _links_room(request, link.room_id)
+    return link
+
+
+class RevokeInviteLink(APIView):
+    @extend_schema(request=None, responses=InviteLinkOutput, summary="Withdraw a link at once")
+    def post(self, request: Request, pk: int) -> Response:
+        link = _own_link(request, pk)
+        invite_link_revoke(link, by=_actor(request))
+        link.refresh_from_db()
+        return Response(InviteLinkOutput(link).data)
+
+
+class QrInput(serializers.Serializer):
+    token = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=["png", "svg"], default="svg")
+
+
+class InviteLinkQr(APIView):
+    @extend_schema(
+        request=QrInput,
+        responses={(200, "image/png"): bytes, (200, "image/svg+xml"): str},
+        summary="The link's QR code; send the token it was made with",
+    )
+    def post(self, request: Request, pk: int) -> HttpResponse:
+        link = _own_link(request, pk)
+        data = QrInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not invite_link_token_matches(link, data.validated_data["token"]):
+            raise NotFound("That is not this link's token.")
+        url = invite_url(data.validated_data["token"])
+        if data.validated_data["kind"] == "png":
+            return HttpResponse(qr_png(url), content_type="image/png")
+        return HttpResponse(qr_svg(url), content_type="image/svg+xml")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import F, Q
 from django.utils import timezone
 
-from guestgate.crypto import new_token, token_hash
+from guestgate.crypto import new_invite_token, normalize_invite_token, token_hash
 from guestgate.errors import GuestGateError
 from rooms.models import CallRoom, InviteLink
 
@@ -62,7 +63,7 @@ def invite_link_create(
     expires_at: datetime | None = None,
     max_uses: int | None = None,
 ) -> NewInviteLink:
-    token = new_token()
+    token = new_invite_token()
     link = InviteLink.objects.create(
         room=room,
         token_hash=token_hash(token),
@@ -77,6 +78,7 @@ def invite_link_create(
 
 def invite_link_for_token(token: str) -> InviteLink:
     """The usable link behind ``token``, or InviteLinkUnusable saying why not."""
+    token = normalize_invite_token(token)
     link = (
         InviteLink.objects.select_related("room").filter(token_hash=token_hash(token)).first()
         if 10 <= len(token) <= 64
@@ -113,3 +115,29 @@ def _refuse_if_unusable(link: InviteLink) -> None:
         raise _unusable(_USED_UP)
     if link.room.status != CallRoom.Status.READY:
         raise _unusable(_ROOM_GONE)
+
+
+def invite_link_revoke(link: InviteLink, *, by: str) -> bool:
+    """Withdraw the link at once; True if this call revoked it."""
+    return (
+        InviteLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        == 1
+    )
+
+
+def invite_link_token_matches(link: InviteLink, token: str) -> bool:
+    """Whether ``token`` is this link's (to render its QR code or poster again)."""
+    return hmac.compare_digest(link.token_hash, token_hash(normalize_invite_token(token)))
+
+
+def invite_link_state(link: InviteLink) -> str:
+    """active, expired, used_up or revoked: what the moderator sees next to the link."""
+    if link.revoked_at is not None:
+        return "revoked"
+    if link.expires_at is not None and timezone.now() > link.expires_at:
+        return "expired"
+    if link.max_uses is not None and link.use_count >= link.max_uses:
+        return "used_up"
+    return "active"

@@ -8,10 +8,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Prefetch, Q
 
 from accounts.services import guest_account_session
-from rooms.models import AuditEntry, CallRoom, JoinRequest
+from rooms.invite_links import invite_link_state
+from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.permissions import RoomRights, room_rights
 
 Status = JoinRequest.Status
@@ -141,3 +142,24 @@ def room_audit(room: CallRoom, *, query: str = "", limit: int = 200) -> list[Aud
             | Q(reason__icontains=query)
         )
     return list(entries[:limit])
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    link: InviteLink
+    state: str
+    guests: list[JoinRequest]
+
+
+def room_invite_links(room: CallRoom) -> list[LinkSummary]:
+    """The room's invite links, newest first, each with its state and who came through it."""
+    links = (
+        InviteLink.objects.filter(room=room)
+        .prefetch_related(
+            Prefetch("join_requests", queryset=JoinRequest.objects.order_by("created_at"))
+        )
+        .order_by("-created_at")
+    )
+    return [
+        LinkSummary(link, invite_link_state(link), list(link.join_requests.all())) for link in links
+    ]
