@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import GuestAccount
+from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.crypto import decrypt, encrypt, token_hash
 from guestgate.matrix import Session, UserInUse
@@ -17,7 +17,18 @@ from guestgate.matrix import Session, UserInUse
 logger = logging.getLogger(__name__)
 
 
-def guest_account_create(*, display_name: str, browser_key: str) -> GuestAccount:
+def default_policy() -> RetentionPolicy:
+    policy = RetentionPolicy.objects.filter(is_default=True).first()
+    if policy is None:  # the migration makes one; an admin may have unmarked it
+        policy, _ = RetentionPolicy.objects.get_or_create(
+            name="Standard", defaults={"is_default": True}
+        )
+    return policy
+
+
+def guest_account_create(
+    *, display_name: str, browser_key: str, policy: RetentionPolicy
+) -> GuestAccount:
     """Record a new guest account; it is registered on the homeserver by a task afterwards."""
     localpart = f"{settings.GUEST_USER_PREFIX}{secrets.token_hex(8)}"
     return GuestAccount.objects.create(
@@ -25,22 +36,38 @@ def guest_account_create(*, display_name: str, browser_key: str) -> GuestAccount
         user_id=homeservers.guest_user_id(localpart),
         display_name=display_name,
         browser_key_hash=token_hash(browser_key),
-        expires_at=timezone.now() + timedelta(hours=settings.GUEST_ACCOUNT_LIFETIME_HOURS),
+        policy=policy,
+        last_seen_at=timezone.now(),
     )
 
 
 def guest_account_returning(*, browser_key: str) -> GuestAccount | None:
-    """The account this browser had, if it is still alive and within the return window."""
+    """The account this browser had, if it is alive and within its policy's return window."""
     now = timezone.now()
-    return (
+    candidates = (
         GuestAccount.objects.filter(
             browser_key_hash=token_hash(browser_key),
             status__in=[GuestAccount.Status.PENDING, GuestAccount.Status.ACTIVE],
-            created_at__gte=now - timedelta(hours=settings.GUEST_RETURN_WINDOW_HOURS),
-            expires_at__gt=now,
         )
-        .order_by("-created_at")
-        .first()
+        .select_related("policy")
+        .order_by("-created_at")[:5]
+    )
+    for account in candidates:
+        policy = account.policy
+        if (
+            now - account.created_at <= policy.return_window
+            and now - account.created_at < policy.account_lifetime
+        ):
+            return account
+    return None
+
+
+def guest_account_seen(account: GuestAccount) -> None:
+    """Note activity (the lobby page open): the idle timeout counts from here. At most one
+    write a minute per account."""
+    now = timezone.now()
+    GuestAccount.objects.filter(pk=account.pk, last_seen_at__lt=now - timedelta(minutes=1)).update(
+        last_seen_at=now
     )
 
 

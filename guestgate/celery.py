@@ -25,6 +25,15 @@ app.conf.update(
             "task": "rooms.tasks.requeue_stuck_join_requests",
             "schedule": 60.0,
         },
+        "sweep-expired-accounts": {
+            "task": "accounts.tasks.sweep_expired_accounts",
+            "schedule": 60.0,
+        },
+        "reconcile-guest-accounts": {
+            "task": "accounts.tasks.reconcile_guest_accounts",
+            "schedule": 3600.0,
+        },
+        "purge-records": {"task": "accounts.tasks.purge_records", "schedule": 3600.0},
     },
 )
 app.autodiscover_tasks()

@@ -6,6 +6,7 @@ Homeserver URLs and tokens come from settings only, never from user input (STYLE
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from guestgate.matrix import MatrixClient
 
@@ -46,3 +47,21 @@ def main_bot_user_id() -> str:
 
 def guest_user_id(localpart: str) -> str:
     return f"@{localpart}:{settings.GUEST_HS_SERVER_NAME}"
+
+
+def guest_admin_token() -> str:
+    """A Synapse admin token on the guest homeserver, for reconciliation only.
+
+    From GUEST_ADMIN_TOKEN; on the local pair an admin is made once and remembered.
+    """
+    if settings.GUEST_ADMIN_TOKEN:
+        return str(settings.GUEST_ADMIN_TOKEN)
+    if not settings.LOCAL_PAIR_PROFILE:
+        raise ImproperlyConfigured(
+            "Reconciliation lists accounts with Synapse's admin API: set GUEST_ADMIN_TOKEN."
+        )
+    from guestgate.localpair import local_pair
+    from guestgate.localpair.admin import local_admin_token
+
+    pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+    return local_admin_token(pair.guest)

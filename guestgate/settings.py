@@ -168,10 +168,16 @@ GUEST_HS_URL = _hs("GUEST_HS_URL").rstrip("/")
 GUEST_HS_SERVER_NAME = _hs("GUEST_HS_SERVER_NAME")
 GUEST_HS_PUBLIC_URL = (_hs("GUEST_HS_PUBLIC_URL") or GUEST_HS_URL).rstrip("/")
 GUEST_AS_TOKEN = _hs_secret("GUEST_AS_TOKEN")
+# Optional: a Synapse admin's token on the guest homeserver, for reconciliation only.
+GUEST_ADMIN_TOKEN = env_secret("GUEST_ADMIN_TOKEN")
 GUEST_USER_PREFIX = _hs("GUEST_USER_PREFIX") or "guest_"
-GUEST_DISPLAYNAME_SUFFIX = env_str("GUEST_DISPLAYNAME_SUFFIX", " (Guest)", strip=False)
-GUEST_ACCOUNT_LIFETIME_HOURS = env_int("GUEST_ACCOUNT_LIFETIME_HOURS", 24)
-GUEST_RETURN_WINDOW_HOURS = env_int("GUEST_RETURN_WINDOW_HOURS", 12)
+# Lifetimes, return window and display-name suffix live in retention policies (Django admin).
+# Expiry: accounts claimed by a sweep but not finished after this long are tried again.
+EXPIRY_STUCK_AFTER_SECONDS = env_int("GUESTGATE_EXPIRY_STUCK_AFTER_SECONDS", 300)
+EXPIRY_BATCH_SIZE = env_int("GUESTGATE_EXPIRY_BATCH_SIZE", 50)
+# Reconciliation: an account on the guest homeserver unknown to GuestGate is deactivated
+# once it is older than this (a registration may be under way when it is listed).
+RECONCILE_GRACE_SECONDS = env_int("GUESTGATE_RECONCILE_GRACE_SECONDS", 3600)
 # The "open the call" button; {room_id}, {via} and {homeserver} are filled in (URL-encoded).
 CALL_URL_TEMPLATE = env_str(
     "GUESTGATE_CALL_URL_TEMPLATE",

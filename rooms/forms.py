@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 
 from accounts.displaynames import CleanName, DisplayNameRejected, clean_display_name
 
@@ -18,15 +17,16 @@ class JoinForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "name", "autofocus": True}),
     )
 
-    def __init__(self, *args: Any, protected_names: list[str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, protected_names: list[str], suffix: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.protected_names = protected_names
+        self.suffix = suffix
 
     def clean_display_name(self) -> CleanName:
         try:
             return clean_display_name(
                 self.cleaned_data["display_name"],
-                suffix=settings.GUEST_DISPLAYNAME_SUFFIX,
+                suffix=self.suffix,
                 protected_names=self.protected_names,
             )
         except DisplayNameRejected as rejected:

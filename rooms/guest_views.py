@@ -10,10 +10,17 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.services import guest_account_seen
 from guestgate.ratelimit import Limit, rate_limits_hit
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
-from rooms.join_requests import join_request_cancel, join_request_retry, join_request_start
+from rooms.join_requests import (
+    RoomFull,
+    join_request_cancel,
+    join_request_retry,
+    join_request_start,
+    policy_for_link,
+)
 from rooms.models import JoinRequest
 from rooms.selectors import join_request_for_lobby, join_request_version, lobby_state
 
@@ -37,9 +44,11 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
         link = invite_link_for_token(token)
     except InviteLinkUnusable as error:
         return _link_error(request, error)
+    policy = policy_for_link(link)
     form = JoinForm(
         request.POST if request.method == "POST" else None,
         protected_names=link.room.protected_names,
+        suffix=policy.displayname_suffix,
     )
     if request.method == "POST":
         verdict = rate_limits_hit(
@@ -67,13 +76,21 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
                 )
             except InviteLinkUnusable as error:
                 return _link_error(request, error)
+            except RoomFull as full:
+                form.add_error(None, full.message)
+                return render(
+                    request,
+                    "guest/join.html",
+                    {"form": form, "room": link.room},
+                    status=full.status,
+                )
             public_id = str(arrival.join_request.public_id)
             request.session[_LOBBIES] = [*request.session.get(_LOBBIES, [])[-9:], public_id]
             response = redirect("lobby", public_id=public_id)
             response.set_signed_cookie(
                 BROWSER_KEY_COOKIE,
                 arrival.browser_key,
-                max_age=settings.GUEST_RETURN_WINDOW_HOURS * 3600,
+                max_age=int(policy.return_window.total_seconds()),
                 httponly=True,
                 samesite="Lax",
                 secure=settings.SESSION_COOKIE_SECURE,
@@ -114,6 +131,8 @@ def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
     without it), or after about 20 s with the unchanged state."""
     public_id = str(public_id)
     join_request = _own_join_request(request, public_id)
+    if join_request.guest is not None:
+        guest_account_seen(join_request.guest)
     since = request.GET.get("since", "")
     if since.isdigit():
         deadline = time.monotonic() + LONG_POLL_SECONDS

@@ -19,7 +19,9 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from accounts.displaynames import CleanName
+from accounts.models import GuestAccount, RetentionPolicy
 from accounts.services import (
+    default_policy,
     guest_account_create,
     guest_account_provision,
     guest_account_rename,
@@ -27,6 +29,7 @@ from accounts.services import (
 )
 from guestgate import homeservers
 from guestgate.crypto import new_token
+from guestgate.errors import GuestGateError
 from guestgate.matrix import Forbidden, MatrixError
 from rooms.invite_links import invite_link_redeem
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest, MembershipEvent
@@ -91,6 +94,16 @@ class GuestArrival:
     browser_key: str  # kept by the guest's browser so a returning guest gets the same account
 
 
+class RoomFull(GuestGateError):
+    code = "room.full"
+    status = 503
+
+
+def policy_for_link(link: InviteLink) -> RetentionPolicy:
+    """The link's own retention policy, else its room's, else the default one."""
+    return link.retention_policy or link.room.retention_policy or default_policy()
+
+
 def join_request_start(
     *, link: InviteLink, name: CleanName, browser_key: str | None
 ) -> GuestArrival:
@@ -110,9 +123,25 @@ def join_request_start(
             if under_way is not None:
                 return GuestArrival(under_way, browser_key)
             guest_account_rename(account, display_name=name.shown)
+        policy = policy_for_link(link)
+        if (
+            policy.max_guests_per_room is not None
+            and JoinRequest.objects.filter(
+                room=link.room,
+                guest__isnull=False,
+                status__in=[*JoinRequest.OPEN, Status.JOINED],
+                guest__status__in=[GuestAccount.Status.PENDING, GuestAccount.Status.ACTIVE],
+            ).count()
+            >= policy.max_guests_per_room
+        ):
+            raise RoomFull(
+                "This call has as many guests as it allows right now. Please try again later."
+            )
         invite_link_redeem(link)
         if account is None:
-            account = guest_account_create(display_name=name.shown, browser_key=browser_key)
+            account = guest_account_create(
+                display_name=name.shown, browser_key=browser_key, policy=policy
+            )
         join_request = JoinRequest.objects.create(
             public_id=uuid.uuid4(),
             room=link.room,
@@ -399,3 +428,26 @@ def _follow(join_request: JoinRequest, event: MembershipEvent) -> None:
                 decided_by=first_decider,
                 audit=audit(AuditEntry.Action.BANNED),
             )
+
+
+def join_requests_expire_for(account: GuestAccount) -> None:
+    """Close an expiring guest's open requests (their lobbies say "expired"), then kick any
+    knock of theirs still pending on main (a deactivated knocker would otherwise stay in the
+    queue there: MATRIX-LAB P7). Safe to repeat: the kick reads main's state first."""
+    for join_request in JoinRequest.objects.filter(guest=account, status__in=JoinRequest.OPEN):
+        move_join_request(
+            join_request,
+            from_=JoinRequest.OPEN,
+            to=Status.EXPIRED,
+            audit=Audit(AuditEntry.Action.EXPIRED, actor="GuestGate"),
+        )
+    room_ids = set(
+        JoinRequest.objects.filter(guest=account, status=Status.EXPIRED).values_list(
+            "room__room_id", flat=True
+        )
+    )
+    with homeservers.main_bot() as bot:
+        for room_id in room_ids:
+            member = bot.member(room_id, account.user_id)
+            if member is not None and member.membership == "knock":
+                bot.ensure_kicked(room_id, account.user_id, reason="The guest pass expired.")

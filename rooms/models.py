@@ -62,6 +62,13 @@ class CallRoom(models.Model):
     # creators who outrank every level in room version 12 and later.
     power_levels = models.JSONField(default=dict, blank=True)
     creators = models.JSONField(default=list, blank=True)
+    retention_policy = models.ForeignKey(
+        "accounts.RetentionPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Empty: the default policy.",
+    )
     registered_by = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField()
@@ -94,6 +101,13 @@ class InviteLink(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
+    retention_policy = models.ForeignKey(
+        "accounts.RetentionPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Empty: the room's policy.",
+    )
 
     class Meta:
         constraints = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,6 +33,7 @@ class Fault:
     body: dict[str, object]
     times: int
     after_forwarding: bool
+    delay: float = 0.0  # seconds to hold the request first; with status 0, then forward it
     hits: int = 0
 
 
@@ -71,6 +73,13 @@ class FaultProxy:
             self.faults.append(fault)
         return fault
 
+    def slow(self, method: str, path_pattern: str, *, seconds: float, times: int = 10**9) -> Fault:
+        """Hold matching requests for ``seconds``, then let them through (a slow homeserver)."""
+        fault = Fault(method, re.compile(path_pattern), 0, {}, times, False, delay=seconds)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
     def clear(self) -> None:
         with self.lock:
             self.faults.clear()
@@ -95,6 +104,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = proxy._fault_for(self.command, self.path)
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                    if fault.status == 0:
+                        fault = None
                 if fault is not None and not fault.after_forwarding:
                     self._answer(fault.status, json.dumps(fault.body).encode())
                     return

@@ -115,47 +115,77 @@ def guestgate_web(process_env: dict[str, str], homeserver_pair: LocalPair) -> It
     _stop(process)
 
 
+class Worker:
+    """The Celery worker process of the tests, which a test may kill and start again."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = _log_file("worker")
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        marker = f"--- worker start {self.starts} ---\n".encode()
+        with self.log_path.open("ab") as log:
+            log.write(marker)
+            self.process = subprocess.Popen(
+                [
+                    *_CELERY,
+                    "worker",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    "8",
+                    "--loglevel",
+                    "INFO",
+                    "--without-heartbeat",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                cwd=settings.BASE_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"the Celery worker exited; see {self.log_path}")
+            return b"ready." in self.log_path.read_bytes().rsplit(marker, 1)[-1]
+
+        wait_for(ready, what="the Celery worker", timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL, as the out-of-memory killer or a lost machine would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _stop(self.process)
+
+
+_CELERY = [sys.executable, "-m", "celery", "-A", "guestgate"]
+
+
 @pytest.fixture(scope="session")
-def celery_worker(process_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(process_env: dict[str, str]) -> Iterator[Worker]:
     """A real Celery worker on the configured broker (Redis in CI, files locally)."""
-    celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
     else:
         subprocess.run(
-            [*celery, "purge", "-f"],
+            [*_CELERY, "purge", "-f"],
             env=process_env,
             check=True,
             capture_output=True,
             cwd=settings.BASE_DIR,
         )
-    log_path = _log_file("worker")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *celery,
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "8",
-                "--loglevel",
-                "INFO",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=settings.BASE_DIR,
-            env=process_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for(
-        lambda: b"ready." in log_path.read_bytes() or process.poll() is not None,
-        what="the Celery worker",
-        timeout=30,
-    )
-    if process.poll() is not None:
-        raise AssertionError(f"the Celery worker exited; see {log_path}")
-    yield process
-    _stop(process)
+    _log_file("worker").write_bytes(b"")
+    worker = Worker(process_env)
+    worker.start()
+    yield worker
+    worker.stop()

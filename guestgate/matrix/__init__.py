@@ -3,7 +3,7 @@
 Plain Python (no Django): clients are built from settings elsewhere.
 """
 
-from .admin import register_with_shared_secret, registration_mac
+from .admin import ListedUser, list_users, register_with_shared_secret, registration_mac
 from .appservice import RoomEvent, bearer_token, parse_transaction, tokens_match
 from .client import MatrixClient
 from .errors import (
@@ -28,6 +28,7 @@ __all__ = [
     "Forbidden",
     "HomeserverUnavailable",
     "InvalidUsername",
+    "ListedUser",
     "MatrixClient",
     "MatrixError",
     "Member",
@@ -43,6 +44,7 @@ __all__ = [
     "bearer_token",
     "build_http_client",
     "error_from_response",
+    "list_users",
     "parse_transaction",
     "register_with_shared_secret",
     "registration_mac",

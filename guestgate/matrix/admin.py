@@ -1,13 +1,16 @@
-"""Synapse's admin API, for the local development and test homeservers only.
+"""Synapse's admin API: optional for GuestGate, never required.
 
-GuestGate itself never needs it: guests are provisioned through the appservice API. The demo
-and the tests use shared-secret registration to make moderators on the main homeserver.
+Guests are provisioned through the appservice API. The demo and the tests use shared-secret
+registration to make moderators; reconciliation lists the guest homeserver's accounts when
+an admin token is configured.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 
@@ -81,3 +84,47 @@ def register_with_shared_secret(
         device_id=required_str(body, "device_id", _REGISTER_PATH),
         access_token=required_str(body, "access_token", _REGISTER_PATH),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ListedUser:
+    user_id: str
+    created_ms: int
+    deactivated: bool
+
+
+def list_users(
+    base_url: str,
+    *,
+    access_token: str,
+    name_contains: str,
+    page_size: int = 500,
+    timeout: float = 30,
+    transport: httpx.BaseTransport | None = None,
+) -> Iterator[ListedUser]:
+    """Every account whose id contains ``name_contains``, page by page (constant memory).
+
+    Docs: https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-accounts
+    """
+    path = "/_synapse/admin/v2/users"
+    params: dict[str, str] = {
+        "name": name_contains,
+        "guests": "false",
+        "limit": str(page_size),
+        "from": "0",
+    }
+    with build_http_client(base_url, timeout=timeout, transport=transport) as http:
+        while True:
+            body = send(http, "GET", path, access_token=access_token, params=params)
+            users = body.get("users")
+            for user in users if isinstance(users, list) else []:
+                if isinstance(user, dict) and isinstance(user.get("name"), str):
+                    yield ListedUser(
+                        user_id=user["name"],
+                        created_ms=int(user.get("creation_ts") or 0),
+                        deactivated=bool(user.get("deactivated")),
+                    )
+            next_token = body.get("next_token")
+            if next_token is None:
+                return
+            params["from"] = str(next_token)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+
+from accounts.expiry import accounts_due_count
+from accounts.models import GuestAccount, RetentionPolicy
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "is_default",
+        "account_lifetime",
+        "idle_timeout",
+        "erase_on_expiry",
+        "return_window",
+        "record_retention",
+        "live_accounts",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RetentionPolicy]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(live=Count("accounts", filter=Q(accounts__status__in=["pending", "active"])))
+        )
+
+    @admin.display(description="live accounts", ordering="live")
+    def live_accounts(self, policy: RetentionPolicy) -> int:
+        return int(getattr(policy, "live", 0))
+
+    def save_model(
+        self, request: HttpRequest, obj: RetentionPolicy, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        live = obj.accounts.filter(status__in=["pending", "active"]).count()
+        due = accounts_due_count(obj)
+        messages.info(
+            request,
+            f"This policy applies to {live} live guest account"
+            f"{'s' if live != 1 else ''}; {due} of them expire at the next "
+            "sweep (within a minute).",
+        )
+
+
+@admin.register(GuestAccount)
+class GuestAccountAdmin(admin.ModelAdmin):
+    list_display = ["user_id", "display_name", "status", "policy", "created_at", "expired_at"]
+    list_filter = ["status", "policy"]
+    search_fields = ["user_id", "display_name"]
+    exclude = ["access_token_encrypted", "browser_key_hash"]
+    readonly_fields = [
+        "localpart",
+        "user_id",
+        "registered_at",
+        "device_id",
+        "created_at",
+        "last_seen_at",
+        "expiring_since",
+        "expiry_claim",
+        "deactivated_at",
+        "expired_at",
+        "expiry_reason",
+    ]

@@ -1,0 +1,69 @@
+"""Celery tasks of guest accounts: the expiry sweep, batches of expiries, reconciliation, purge."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from accounts.expiry import (
+    accounts_claim_due,
+    guest_account_expire,
+    guest_accounts_reconcile,
+    records_purge,
+)
+from accounts.models import GuestAccount
+from guestgate.tasks import run_retrying
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def sweep_expired_accounts() -> int:
+    """Every minute: claim due accounts and hand them to workers in batches."""
+    batches = accounts_claim_due()
+    for batch in batches:
+        expire_accounts.delay(batch)
+    return sum(len(batch) for batch in batches)
+
+
+@shared_task(bind=True, max_retries=10)
+def expire_accounts(self: Task, account_ids: list[int]) -> None:
+    """Expire a batch, one account after another: one batch at a time per worker thread keeps
+    the load on the homeserver bounded. A retry redoes only what is not recorded as done."""
+
+    def expire_batch() -> None:
+        accounts = GuestAccount.objects.select_related("policy").filter(
+            pk__in=account_ids, status=GuestAccount.Status.EXPIRING
+        )
+        for account in accounts.iterator():
+            guest_account_expire(account)
+
+    run_retrying(
+        self,
+        expire_batch,
+        # Given up: the accounts stay claimed; the sweep claims them again later.
+        on_give_up=lambda error: logger.error(
+            "expiry of %d accounts postponed: %s", len(account_ids), error
+        ),
+    )
+
+
+@shared_task
+def reconcile_guest_accounts() -> dict[str, int]:
+    result = guest_accounts_reconcile()
+    return {
+        "listed": result.listed,
+        "deactivated": len(result.deactivated_unknown),
+        "closed": len(result.closed_records),
+    }
+
+
+@shared_task
+def purge_records() -> dict[str, int]:
+    result = records_purge()
+    return {
+        "join_requests": result.join_requests,
+        "audit_entries": result.audit_entries,
+        "accounts": result.accounts,
+    }
