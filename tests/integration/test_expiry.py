@@ -85,6 +85,7 @@ def test_an_expired_guest_is_told_loses_the_account_and_leaves_no_knock(
     guest.wait_for("waiting")
     request = JoinRequest.objects.select_related("guest").get()
     assert request.guest is not None
+    guest_pk = request.guest.pk
     session_token = guest_appservice.login_appservice_user(request.user_id).access_token
 
     make_due(request.guest)
@@ -100,7 +101,7 @@ def test_an_expired_guest_is_told_loses_the_account_and_leaves_no_knock(
         what="the stale knock kicked on main",
     )
     wait_for(
-        lambda: GuestAccount.objects.get(pk=request.guest.pk).status == Status.EXPIRED,
+        lambda: GuestAccount.objects.get(pk=guest_pk).status == Status.EXPIRED,
         what="the account expired",
     )
     with (
@@ -108,7 +109,7 @@ def test_an_expired_guest_is_told_loses_the_account_and_leaves_no_knock(
         pytest.raises(UnknownToken),
     ):
         c.whoami()
-    account = GuestAccount.objects.get(pk=request.guest.pk)
+    account = GuestAccount.objects.get(pk=guest_pk)
     assert (account.status, account.expiry_reason, account.access_token_encrypted) == (
         "expired",
         "lifetime",
