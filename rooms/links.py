@@ -20,7 +20,10 @@ def invite_url(token: str) -> str:
 
 def grouped(token: str) -> str:
     """The token in groups of five, for people typing it from a poster (hyphens are ignored)."""
-    return "-".join(token[i : i + 5] for i in range(0, len(token), 5))
+    groups = [token[i : i + 5] for i in range(0, len(token), 5)]
+    if len(groups) > 1 and len(groups[-1]) < 3:  # no lonely last letter: 5-5-5-5-6
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return "-".join(groups)
 
 
 def _code(url: str, border: int = 4) -> qrcode.QRCode:

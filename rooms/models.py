@@ -119,7 +119,7 @@ class InviteLink(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.label or f"link {self.pk} to {self.room}"
+        return self.label or f"unlabelled link #{self.pk}"
 
 
 class JoinRequest(models.Model):

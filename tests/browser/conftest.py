@@ -1,0 +1,70 @@
+"""A real Chromium for the guest pages, against GuestGate's real web server and worker.
+
+Playwright drives Debian's Chromium (``apt-get install chromium``); it never downloads a browser
+of its own. Each test gets a fresh browser context, so cookies and sessions are per test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="package")
+def browser(process_env: dict[str, str]) -> Iterator[Browser]:
+    """Headless Chromium, started once for all the browser tests.
+
+    Playwright's sync API keeps its asyncio loop marked as running in this thread for as long
+    as it lives, and Django then refuses every query (SynchronousOnlyOperation, see
+    microsoft/playwright-pytest#29). These tests are plain synchronous code, so Django's guard
+    is switched off exactly while the browser lives: package scope, so the rest of the suite
+    runs with the guard on, and after ``process_env``, so GuestGate's processes never inherit it.
+    """
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":  # CI installs Chromium: a missing one is a failure
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+        pytest.skip("Chromium is not installed (apt-get install chromium); browser tests skipped")
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A desktop-sized tab in a browser context of its own (no cookies from other tests)."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A phone-sized, touch tab in a browser context of its own."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def _shared_database(transactional_db: None, guestgate_web: str) -> None:
+    """Browser tests see what GuestGate's processes commit, so no test transaction."""
