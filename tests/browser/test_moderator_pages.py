@@ -56,7 +56,7 @@ def test_a_knock_appears_live_and_the_approval_reaches_the_guest_live(
 
     let_in = moderator_page.get_by_role("button", name="Let Alice (Guest) in")
     expect(let_in).to_be_visible(timeout=30_000)
-    expect(moderator_page).to_have_title("(1) Team call – GuestGate")
+    expect(moderator_page).to_have_title("(1) Team call \u2013 GuestGate")
     assert moderator_page.evaluate("window.notReloaded") is True
     moderator_page.screenshot(path=f"{SCREENS}/dashboard-knock.png", full_page=True)
     let_in.click()
