@@ -6,6 +6,9 @@ import os
 
 from celery import Celery
 
+from guestgate.logs import use_django_logging_in_celery
+from guestgate.requestid import connect_celery_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guestgate.settings")
 
 app = Celery("guestgate")
@@ -37,6 +40,8 @@ app.conf.update(
     },
 )
 app.autodiscover_tasks()
+connect_celery_signals()  # request ids travel with tasks
+use_django_logging_in_celery()  # same log format, request ids and redaction as the web
 
 
 @app.on_after_configure.connect

@@ -9,11 +9,13 @@ configuration table lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
-from guestgate.env import env_bool, env_int, env_list, env_secret, env_str
+from guestgate.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GUESTGATE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -41,7 +43,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "guestgate.requestid.RequestIdMiddleware",  # first: everything after logs under the id
     "django.middleware.security.SecurityMiddleware",
+    "guestgate.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -197,15 +201,79 @@ GUESTGATE_TOKEN_KEYS = env_list("GUESTGATE_TOKEN_KEYS", [])
 MATRIX_TIMEOUT_SECONDS = float(env_str("MATRIX_TIMEOUT_SECONDS", "10"))
 MATRIX_RETRIES = env_int("MATRIX_RETRIES", 2)
 
+# --- Operations: health, metrics, logs, security headers (README "Operations") -----------
+# /healthz fails its push check when the main homeserver has pushed nothing for this long
+# (never having pushed is fine: a new installation).
+HEALTH_PUSH_STALE_SECONDS = env_int("GUESTGATE_HEALTH_PUSH_STALE_SECONDS", 86400)
+# /metrics answers these addresses or networks (direct connections, not through a proxy),
+# and anyone with the token (Authorization: Bearer); everyone else gets a 404.
+METRICS_TOKEN = env_secret("GUESTGATE_METRICS_TOKEN")
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(item, strict=False)
+        for item in env_list("GUESTGATE_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfiguredEnv(f"GUESTGATE_METRICS_ALLOWED_IPS: {exc}") from None
+
+# Logs: one line per record, JSON for log collectors or plain for a terminal, each with the
+# request id (guestgate.requestid) and without tokens or invite links (guestgate.logs).
+LOG_FORMAT = env_str("GUESTGATE_LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfiguredEnv(f"GUESTGATE_LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
+_LOG_LEVEL = env_str("GUESTGATE_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("GUESTGATE_LOG_LEVEL", "INFO")},
+    "filters": {
+        "request_id": {"()": "guestgate.requestid.RequestIdFilter"},
+        "redact": {"()": "guestgate.logs.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "guestgate.logs.JsonFormatter"},
+    },
+    # On the handler, so the filters see every record written, from any logger.
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _LOG_LEVEL},
     "loggers": {
+        # Without Django's default handlers here (a console handler of its own in debug, mail
+        # to ADMINS, which is empty): its records go through ours once, formatted and cleaned.
+        "django": {"level": _LOG_LEVEL},
         # httpx logs every request line with its URL; ours say what matters without secrets.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # runserver's access log (it has a handler of its own otherwise): same format, and
+        # invite links in request lines ("POST /j/<token>") redacted.
+        "django.server": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
     },
 }
+
+# HTTPS. Behind a TLS-terminating proxy, set GUESTGATE_BEHIND_TLS_PROXY=true (it must set
+# X-Forwarded-Proto and strip it from clients). HSTS is off until set: read Django's advice.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("GUESTGATE_BEHIND_TLS_PROXY", False) else None
+)
+SECURE_SSL_REDIRECT = env_bool("GUESTGATE_SSL_REDIRECT", False)
+# Not redirected: probes and scrapers on the inside network, and the main homeserver's
+# pushes (Synapse does not follow redirects; its registration may say http://guestgate:8000).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^_matrix/"]
+SECURE_HSTS_SECONDS = env_int("GUESTGATE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("GUESTGATE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("GUESTGATE_HSTS_PRELOAD", False)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_URL))]
+# Invite links carry their token in the path: never send them to another site as a Referer.
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# guestgate.security.ContentSecurityPolicyMiddleware: no inline scripts or styles anywhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)

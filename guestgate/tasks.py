@@ -12,6 +12,7 @@ from collections.abc import Callable
 from celery import Task
 
 from guestgate.matrix import MatrixError, RateLimited
+from guestgate.stepstats import run_step
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run_retrying(
 ) -> None:
     """Run ``action``; on a retryable homeserver error schedule the task again, else give up."""
     try:
-        action()
+        run_step(task.name, action)  # times it, counts homeserver errors (for /metrics)
     except MatrixError as error:
         retries = task.request.retries
         if error.retryable and retries < (task.max_retries or 0):

@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from guestgate import views
+from guestgate import ops_views, views
 from rooms import api, appservice_views, dashboard_views, guest_views, link_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("moderator/", dashboard_views.dashboard, name="dashboard"),
     path("moderator/sign-in", dashboard_views.sign_in, name="moderator-login"),
     path("moderator/sign-out", dashboard_views.sign_out, name="moderator-logout"),

@@ -39,8 +39,8 @@ def main_hs_proxy(homeserver_pair: LocalPair) -> Iterator[FaultProxy]:
     proxy.stop()
 
 
-@pytest.fixture(autouse=True)
-def _no_faults_left(guest_hs_proxy: FaultProxy, main_hs_proxy: FaultProxy) -> Iterator[None]:
+@pytest.fixture
+def no_faults_left(guest_hs_proxy: FaultProxy, main_hs_proxy: FaultProxy) -> Iterator[None]:
     yield
     guest_hs_proxy.clear()
     main_hs_proxy.clear()
