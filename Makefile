@@ -30,6 +30,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## bench: the guest-flow benchmark against the bare homeserver calls (own ports, var/bench-state)
+bench: $(STAMP)
+	$(PY) -m bench.guest_flow $(BENCH_ARGS)
+
 ## homeservers-down: stop the dev homeserver pair if `make run` was killed uncleanly
 homeservers-down: $(STAMP)
 	GUESTGATE_LOCAL_PAIR=dev GUESTGATE_DEBUG=true $(PY) manage.py homeservers down

@@ -1,0 +1,214 @@
+"""The processes a benchmark runs against: the local homeserver pair, GuestGate's web server
+and a real Celery worker, as in tests/processes.py but on the benchmark's own ports and state.
+
+Everything started here is stopped again by the context manager, also on Ctrl-C or an error;
+the homeserver pair only if this run started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+from guestgate.localpair import LocalPair, local_pair
+from guestgate.localpair.process import LocalPairError, down, ensure_up
+
+#: How long to wait for the pair's ports when a run that just ended still holds them.
+PAIR_PORTS_WAIT_SECONDS = 90.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run; the message says what to look at."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    pair: LocalPair
+    web_url: str  # GuestGate's web server: guests browse here, main pushes here
+    log_dir: Path
+    pair_started: bool
+    web: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+
+    def exited(self) -> str | None:
+        """Which of GuestGate's processes has exited (a step then never ends), if any."""
+        for name, process in (("web server", self.web), ("Celery worker", self.worker)):
+            if process.poll() is not None:
+                log = self.log_dir / ("web.log" if process is self.web else "worker.log")
+                return f"GuestGate's {name} exited with {process.returncode}; see {log}"
+        return None
+
+
+def wait_until(check: Callable[[], bool], *, what: str, timeout: float, every: float) -> float:
+    """Call ``check`` every ``every`` seconds until it is true; the perf_counter() it was."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        if check():
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def process_env() -> dict[str, str]:
+    """GuestGate's processes: the benchmark's settings, ports, state directory and database."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "GUESTGATE_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+    }
+
+
+@contextmanager
+def running_stack() -> Iterator[Stack]:
+    log_dir = settings.VAR_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+    with ExitStack() as cleanup:
+        started = _pair_up(pair)
+        if started:
+            cleanup.callback(down, pair)
+        web = _start_web(pair, log_dir / "web.log")
+        cleanup.callback(_stop, web)
+        worker = _start_worker(log_dir / "worker.log")
+        cleanup.callback(_stop, worker)
+        yield Stack(
+            pair=pair,
+            web_url=pair.appservice_url,
+            log_dir=log_dir,
+            pair_started=started,
+            web=web,
+            worker=worker,
+        )
+
+
+def _pair_up(pair: LocalPair) -> bool:
+    """``ensure_up``, waiting a while if the ports are not free yet: right after a run has
+    stopped its pair, the kernel can refuse the ports for up to a minute (TIME_WAIT)."""
+    deadline = time.monotonic() + PAIR_PORTS_WAIT_SECONDS
+    while True:
+        try:
+            _, started = ensure_up(pair)
+            return started
+        except LocalPairError as error:
+            if time.monotonic() > deadline:
+                raise
+            print(f"  the homeserver pair cannot start yet ({error}); retrying", file=sys.stderr)
+            time.sleep(10)
+
+
+def _start_web(pair: LocalPair, log_path: Path) -> subprocess.Popen[bytes]:
+    address = pair.appservice_url.removeprefix("http://")
+    host, port = address.rsplit(":", 1)
+    if _port_taken(host, int(port)):
+        # A readiness probe would pass against whatever holds it (MATRIX-LAB P10).
+        raise BenchError(f"{address} is already in use; set GUESTGATE_LOCAL_APPSERVICE_PORT")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "runserver",
+                address,
+                "--noreload",
+                "--skip-checks",
+                "--insecure",  # serve static files without DEBUG
+            ],
+            cwd=settings.BASE_DIR,
+            env=process_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise BenchError(f"GuestGate's web server exited; see {log_path}")
+        try:
+            ping = httpx.post(f"{pair.appservice_url}/_matrix/app/v1/ping")
+        except httpx.TransportError:
+            return False
+        return ping.status_code == 401
+
+    try:
+        wait_until(answering, what="GuestGate's web server", timeout=30, every=0.1)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
+def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
+    celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
+        settings.CELERY_QUEUE_DIR.joinpath("processed").mkdir(parents=True, exist_ok=True)
+    else:
+        # Messages left by an earlier, interrupted run would name rows of another database.
+        subprocess.run(
+            [*celery, "purge", "-f"],
+            env=process_env(),
+            check=True,
+            capture_output=True,
+            cwd=settings.BASE_DIR,
+        )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=settings.BASE_DIR,
+            env=process_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise BenchError(f"the Celery worker exited; see {log_path}")
+        return b"ready." in log_path.read_bytes()
+
+    try:
+        wait_until(ready, what="the Celery worker", timeout=30, every=0.1)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
