@@ -6,10 +6,12 @@ import os
 
 from celery import Celery
 
+from guestgate.embedded_broker import use_safe_filesystem_transport
 from guestgate.logs import use_django_logging_in_celery
 from guestgate.requestid import connect_celery_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guestgate.settings")
+use_safe_filesystem_transport()
 
 app = Celery("guestgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -194,6 +194,8 @@ MAIN_HS_SERVER_NAME = _hs("MAIN_HS_SERVER_NAME")
 MAIN_AS_TOKEN = _hs_secret("MAIN_AS_TOKEN")
 MAIN_HS_TOKEN = _hs_secret("MAIN_HS_TOKEN")
 MAIN_BOT_LOCALPART = _hs("MAIN_BOT_LOCALPART") or "guestgate"
+# The `id` of GuestGate's appservice registration on main (the appservice ping API needs it).
+MAIN_APPSERVICE_ID = env_str("MAIN_APPSERVICE_ID", "guestgate-main")
 
 # Fernet keys for guest access tokens at rest (newest first); derived from SECRET_KEY if unset.
 GUESTGATE_TOKEN_KEYS = env_list("GUESTGATE_TOKEN_KEYS", [])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -17,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from guestgate.errors import GuestGateError
 from guestgate.matrix import MatrixError
 from rooms.call_rooms import call_room_fix_join_rule, call_room_recheck, call_room_register
+from rooms.live import changes
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
 from rooms.moderators import SignInRefused, moderator_sign_in
@@ -30,7 +29,6 @@ from rooms.selectors import (
 )
 
 LONG_POLL_SECONDS = 20.0
-LONG_POLL_TICK = 0.25
 
 
 class SignInForm(forms.Form):
@@ -140,9 +138,9 @@ def room_queue_live(request: HttpRequest, pk: int) -> JsonResponse:
     """Long poll: answers when the room's queue changed since ``?since=`` (or after ~20 s)."""
     room, rights = _room_for(request, pk)
     since = request.GET.get("since", "")
-    deadline = time.monotonic() + LONG_POLL_SECONDS
-    while since and room_queue_token(room) == since and time.monotonic() < deadline:
-        time.sleep(LONG_POLL_TICK)
+    mark = changes.room_mark(room.pk)  # before reading the token: no change slips between
+    if since and room_queue_token(room) == since:
+        changes.wait_for_room(room.pk, mark, LONG_POLL_SECONDS)
     queue = room_queue(room)
     html = render_to_string(
         "moderator/_queue.html",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -21,13 +20,13 @@ from rooms.join_requests import (
     join_request_start,
     policy_for_link,
 )
+from rooms.live import changes
 from rooms.models import JoinRequest
-from rooms.selectors import join_request_for_lobby, join_request_version, lobby_state
+from rooms.selectors import join_request_for_lobby, lobby_state
 
 BROWSER_KEY_COOKIE = "guestgate_guest"
 _LOBBIES = "lobbies"  # session key: the lobbies this browser may see
 LONG_POLL_SECONDS = 20.0
-LONG_POLL_TICK = 0.25
 
 
 def _client_ip(request: HttpRequest) -> str:
@@ -134,10 +133,8 @@ def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
     if join_request.guest is not None:
         guest_account_seen(join_request.guest)
     since = request.GET.get("since", "")
-    if since.isdigit():
-        deadline = time.monotonic() + LONG_POLL_SECONDS
-        while join_request_version(public_id) == int(since) and time.monotonic() < deadline:
-            time.sleep(LONG_POLL_TICK)
+    if since.isdigit() and join_request.version == int(since):
+        changes.wait_for_request(public_id, int(since), LONG_POLL_SECONDS)
         join_request = join_request_for_lobby(public_id) or join_request
     return JsonResponse(lobby_state(join_request), headers={"Cache-Control": "no-store"})
 

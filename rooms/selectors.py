@@ -48,10 +48,6 @@ def join_request_for_lobby(public_id: str) -> JoinRequest | None:
     return JoinRequest.objects.select_related("room", "guest").filter(public_id=public_id).first()
 
 
-def join_request_version(public_id: str) -> int | None:
-    return JoinRequest.objects.filter(public_id=public_id).values_list("version", flat=True).first()
-
-
 def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     """What the guest's lobby shows, as JSON for the live page and context for the template."""
     status = Status(join_request.status)

@@ -66,7 +66,5 @@ def phone(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture(autouse=True)
-def _shared_database(
-    transactional_db: None, guestgate_web: str, no_faults_left: None
-) -> None:
+def _shared_database(transactional_db: None, guestgate_web: str, no_faults_left: None) -> None:
     """Browser tests see what GuestGate's processes commit, so no test transaction."""

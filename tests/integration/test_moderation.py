@@ -136,7 +136,8 @@ def test_an_approval_in_a_matrix_client_is_reflected_in_the_queue(
     moderator.client.invite(call_room.room_id, request.user_id, reason="from Element")
 
     state = mona.wait_for_queue(call_room.pk, lambda s: s["waiting"] == 0)
-    assert "Carol (Guest)</strong>: in the call" in state["html"] or "let in" in state["html"]
+    assert "<strong>Carol (Guest)</strong>: " in state["html"]  # now under "Recently"
+    assert f"by {moderator.user_id}" in state["html"]
     guest.wait_for("joined")
     entry = AuditEntry.objects.get(action=AuditEntry.Action.APPROVED)
     assert (entry.actor, entry.via_guestgate) == (moderator.user_id, False)

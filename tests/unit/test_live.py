@@ -1,0 +1,104 @@
+"""Long polls wake when a join request changes, in this process or another."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from guestgate.embedded_broker import Channel
+from rooms.join_requests import move_join_request
+from rooms.live import ChangeWatcher
+from rooms.models import CallRoom, JoinRequest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def waiting() -> JoinRequest:
+    room = CallRoom.objects.create(
+        room_id="!Live", status="ready", registered_by="x", checked_at=timezone.now()
+    )
+    return JoinRequest.objects.create(
+        public_id=uuid.uuid4(),
+        room=room,
+        user_id="@g:x",
+        display_name="G",
+        status=JoinRequest.Status.WAITING,
+    )
+
+
+def in_thread(target: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiting_poll_wakes_when_its_request_changes(waiting: JoinRequest) -> None:
+    watcher = ChangeWatcher()
+    poll = in_thread(
+        lambda: watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=600)
+    )
+
+    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+
+    poll.join(timeout=30)
+    assert not poll.is_alive(), "the long poll was not woken by the change"
+
+
+def test_a_poll_is_not_woken_by_another_rooms_change(waiting: JoinRequest) -> None:
+    other_room = CallRoom.objects.create(
+        room_id="!Other", status="ready", registered_by="x", checked_at=timezone.now()
+    )
+    other = JoinRequest.objects.create(
+        public_id=uuid.uuid4(),
+        room=other_room,
+        user_id="@h:x",
+        display_name="H",
+        status=JoinRequest.Status.WAITING,
+    )
+    watcher = ChangeWatcher()
+    # A new watcher wakes everyone once for rows it has not seen yet (harmless: the page
+    # asks again); let it see the existing rows first.
+    watcher.wait_for_room(waiting.room_id, watcher.room_mark(waiting.room_id), timeout=0.5)
+    mark = watcher.room_mark(waiting.room_id)
+    poll = in_thread(lambda: watcher.wait_for_room(waiting.room_id, mark, timeout=600))
+
+    move_join_request(other, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    poll.join(timeout=1)
+    assert poll.is_alive()  # still waiting: the change was elsewhere
+
+    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    poll.join(timeout=30)
+    assert not poll.is_alive()
+
+
+def test_the_embedded_broker_never_shows_a_half_written_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = Channel.__new__(Channel)
+    channel.data_folder_out = str(tmp_path)
+    readable_while_writing: list[str] = []
+    real_replace = os.replace
+
+    def watching_replace(src: str, dst: str) -> None:
+        readable_while_writing.extend(n for n in os.listdir(tmp_path) if n.endswith(".msg"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    channel._put("celery", {"body": "x"})
+
+    assert readable_while_writing == []  # while written, no file had a name a reader takes
+    assert [n.endswith(".celery.msg") for n in os.listdir(tmp_path)] == [True]
