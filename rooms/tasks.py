@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Task, shared_task
@@ -23,8 +24,8 @@ def _load(join_request_id: int) -> JoinRequest | None:
     )
 
 
-@shared_task(bind=True, max_retries=8)
-def provision_join_request(self: Task, join_request_id: int) -> None:
+def _guest_step(task: Task, join_request_id: int, step: Callable[[JoinRequest], None]) -> None:
+    """Run one step of a guest's way in; the lobby shows retries, and a failure with words."""
     join_request = _load(join_request_id)
     if join_request is None:
         return
@@ -33,28 +34,21 @@ def provision_join_request(self: Task, join_request_id: int) -> None:
         services.join_request_fail(join_request, message=guest_message(error))
 
     run_retrying(
-        self,
-        lambda: services.join_request_provision(join_request),
+        task,
+        lambda: step(join_request),
         on_retry=lambda: services.join_request_note_retry(join_request),
         on_give_up=give_up,
     )
+
+
+@shared_task(bind=True, max_retries=8)
+def provision_join_request(self: Task, join_request_id: int) -> None:
+    _guest_step(self, join_request_id, services.join_request_provision)
 
 
 @shared_task(bind=True, max_retries=8)
 def join_guest(self: Task, join_request_id: int) -> None:
-    join_request = _load(join_request_id)
-    if join_request is None:
-        return
-
-    def give_up(error: MatrixError) -> None:
-        services.join_request_fail(join_request, message=guest_message(error))
-
-    run_retrying(
-        self,
-        lambda: services.join_request_join(join_request),
-        on_retry=lambda: services.join_request_note_retry(join_request),
-        on_give_up=give_up,
-    )
+    _guest_step(self, join_request_id, services.join_request_join)
 
 
 @shared_task(bind=True, max_retries=8)
