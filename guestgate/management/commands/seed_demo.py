@@ -14,7 +14,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from guestgate.localpair import LocalPair, local_pair
-from guestgate.matrix import MatrixClient, UserInUse, register_with_shared_secret
+from guestgate.matrix import (
+    Forbidden,
+    MatrixClient,
+    NotFound,
+    UserInUse,
+    register_with_shared_secret,
+)
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.links import invite_url, qr_text
@@ -37,7 +43,7 @@ class Command(BaseCommand):
         moderator = _moderator(pair, password)
         with MatrixClient(base_url=pair.main.client_url, access_token=moderator) as client:
             room_id = demo.get("room_id")
-            if not room_id or not CallRoom.objects.filter(room_id=room_id).exists():
+            if not room_id or not _bot_in_room(client, room_id, pair):
                 room_id = _create_room(pair, client)
             demo["room_id"] = room_id
             demo_file.write_text(json.dumps(demo, indent=2))
@@ -50,9 +56,10 @@ class Command(BaseCommand):
         self.stdout.write(qr_text(url))
         self.stdout.write(
             f"Demo call room: {call_room} ({room_id})\n"
-            f"Invite link for guests: {url}\n"
-            f"Moderator on the main homeserver ({pair.main.client_url}):\n"
-            f"  user {user_id}\n  password {password}\n"
+            f"Invite link for guests (open it in another browser or a private window):\n"
+            f"  {url}\n"
+            f"Moderator dashboard: {settings.PUBLIC_URL}/moderator/ — sign in with\n"
+            f"  Matrix id {user_id}\n  password  {password}\n"
         )
 
 
@@ -72,8 +79,20 @@ def _moderator(pair: LocalPair, password: str) -> str:
     return session.access_token
 
 
+def _bot_in_room(client: MatrixClient, room_id: str, pair: LocalPair) -> bool:
+    try:
+        member = client.member(room_id, _bot_id(pair))
+    except (Forbidden, NotFound):  # the pair was wiped, or the moderator left
+        return False
+    return member is not None and member.membership in ("invite", "join")
+
+
+def _bot_id(pair: LocalPair) -> str:
+    return f"@{pair.bot_localpart}:{pair.main.server_name}"
+
+
 def _create_room(pair: LocalPair, client: MatrixClient) -> str:
-    bot_id = f"@{pair.bot_localpart}:{pair.main.server_name}"
+    bot_id = _bot_id(pair)
     return client.create_room(
         name="Demo call", join_rule="knock", invite=[bot_id], power_level_users={bot_id: 50}
     )
