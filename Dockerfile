@@ -6,8 +6,12 @@ COPY guestgate guestgate
 COPY accounts accounts
 COPY rooms rooms
 COPY templates templates
+COPY static static
+COPY locale locale
 COPY manage.py ./
-RUN pip install --no-cache-dir . gunicorn
+RUN pip install --no-cache-dir .
 RUN GUESTGATE_DEBUG=true python manage.py collectstatic --noinput --skip-checks
 EXPOSE 8000
-CMD ["gunicorn", "guestgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+# Threads: lobbies and dashboards hold a long poll open. Static files: WhiteNoise.
+CMD ["gunicorn", "guestgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", \
+     "--worker-class", "gthread", "--threads", "64", "--timeout", "60"]

@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 MAX_LENGTH = 64
 
 # Unicode categories removed outright: controls, format characters (bidi overrides and
@@ -91,21 +93,25 @@ def clean_display_name(raw: str, *, suffix: str, protected_names: Iterable[str] 
     name = "".join(_keep(ch) for ch in name)
     name = " ".join(name.split())
     if not name:
-        raise DisplayNameRejected("name.empty", "Please type the name others should see.")
+        raise DisplayNameRejected("name.empty", gettext("Please type the name others should see."))
     if len(name) > MAX_LENGTH:
         raise DisplayNameRejected(
-            "name.too_long", f"Please keep the name to {MAX_LENGTH} characters or fewer."
+            "name.too_long",
+            gettext("Please keep the name to %(max)d characters or fewer.") % {"max": MAX_LENGTH},
         )
     if _looks_like_matrix_id(name):
         raise DisplayNameRejected(
-            "name.matrix_id", "Please type a name, not a Matrix address (like @name:server)."
+            "name.matrix_id",
+            gettext("Please type a name, not a Matrix address (like @name:server)."),
         )
     skeleton = _skeleton(name)
     if skeleton in {_skeleton(p) for p in _protected_variants(protected_names)} - {""}:
         raise DisplayNameRejected(
             "name.imitates_member",
-            "That name is too close to the name of someone in this room. "
-            "Please use another one, for example with your surname.",
+            gettext(
+                "That name is too close to the name of someone in this room. "
+                "Please use another one, for example with your surname."
+            ),
         )
     return CleanName(typed=name, shown=f"{name}{suffix}")
 

@@ -6,12 +6,14 @@ could not be checked), what was found, and for a failure how to fix it. Unlike `
 and setting names freely; it never prints a token.
 
 Everything it does is harmless on a live deployment: it reads, asks ``whoami``, asks whether
-a user name is free, looks up a profile over federation and pings the appservice. It creates
-no account and no room.
+a user name is free, lists one account with the admin token, looks up a profile over
+federation and pings the appservice. It creates no account and no room (on the local pair
+only, the admin check makes the pair's admin once, as reconciliation would).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ TIMEOUT_SECONDS = 10.0
 #: The appservice ping waits for main, which waits for GuestGate: allow for main's own timeout.
 PING_TIMEOUT_SECONDS = 20.0
 
+_HTTP_STATUS = re.compile(r"\b([1-5]\d\d)\b")
 _REGISTRATION_HINT = "python manage.py appservice_registration {role} writes a matching file"
 
 
@@ -256,6 +259,51 @@ def check_guest_namespace_exclusive() -> Outcome:
     )
 
 
+def check_guest_admin() -> Outcome:
+    """The hourly reconciliation lists guest accounts with Synapse's admin API.
+
+    Docs: https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-accounts
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    from guestgate.homeservers import guest_admin_token
+
+    try:
+        token = guest_admin_token()
+    except ImproperlyConfigured:
+        return failed(
+            "GUEST_ADMIN_TOKEN is not set: the hourly reconciliation of guest accounts fails",
+            "Make an admin on the guest homeserver (register_new_matrix_user -a, with its "
+            "registration_shared_secret), sign in as it and set GUEST_ADMIN_TOKEN to that "
+            "access token.",
+        )
+    try:
+        with build_http_client(settings.GUEST_HS_URL, timeout=TIMEOUT_SECONDS) as http:
+            send(
+                http,
+                "GET",
+                "/_synapse/admin/v2/users",
+                access_token=token,
+                params={"limit": "1", "guests": "false"},
+            )
+    except MatrixError as error:
+        error.redact(token)
+        if isinstance(error, UnknownToken | Forbidden):
+            return failed(
+                f"GUEST_ADMIN_TOKEN cannot list accounts ({_said(error)})",
+                "It must be the access token of a server admin of the guest homeserver, "
+                "still signed in.",
+            )
+        if isinstance(error, NotFound):
+            return failed(
+                f"no Synapse admin API at {settings.GUEST_HS_URL} ({_said(error)})",
+                "GUEST_HS_URL must reach Synapse's client listener directly (a proxy in "
+                "between may hide /_synapse/admin, as it should from the public).",
+            )
+        return failed(f"listing accounts failed: {_said(error)}", "See the guest homeserver's log.")
+    return passed("GUEST_ADMIN_TOKEN lists accounts (for the hourly reconciliation)")
+
+
 def check_main_bot() -> Outcome:
     """``whoami`` with MAIN_AS_TOKEN must be GuestGate's bot, the user in every call room."""
     if not settings.MAIN_AS_TOKEN:
@@ -316,13 +364,18 @@ def _ping_failure(error: MatrixError, appservice_id: str) -> Outcome:
             "Set url in main's registration to GuestGate's address as main reaches it, and "
             "restart Synapse (python manage.py appservice_registration main --url URL).",
         )
-    if error.errcode in ("M_CONNECTION_FAILED", "M_CONNECTION_TIMEOUT"):
-        return failed(f"main cannot reach GuestGate's appservice URL ({said})", url_hint)
-    if error.errcode == "M_BAD_STATUS":
+    answered = error.errcode == "M_BAD_STATUS" or (
+        # Synapse reports a refusal without a JSON body ("PartialDownloadError: 400 Bad
+        # Request", Django's answer to a host name it does not serve) as a failed connection.
+        error.errcode == "M_CONNECTION_FAILED" and "PartialDownloadError" in error.message
+    )
+    if answered:
         return failed(
             f"main reached the registration's url, which refused the ping ({said})",
             _bad_status_hint(error.message),
         )
+    if error.errcode in ("M_CONNECTION_FAILED", "M_CONNECTION_TIMEOUT"):
+        return failed(f"main cannot reach GuestGate's appservice URL ({said})", url_hint)
     if isinstance(error, Forbidden) and "Mismatching" in error.message:
         return failed(
             f"main's registration for MAIN_AS_TOKEN is not called {appservice_id!r}",
@@ -332,31 +385,33 @@ def _ping_failure(error: MatrixError, appservice_id: str) -> Outcome:
         return not_checked(f"main does not offer the appservice ping (Matrix 1.7): {said}")
     if isinstance(error, HomeserverUnavailable) and error.status is None:
         return failed(
-            f"no answer from main within {PING_TIMEOUT_SECONDS:g} s ({said}): main may be "
-            "waiting for a registration url that does not answer",
-            url_hint,
+            f"main did not answer the ping ({said})",
+            f"If main is up, it may be waiting (longer than {PING_TIMEOUT_SECONDS:g} s) for a "
+            f"registration url that does not answer. {url_hint}",
         )
     return failed(f"the ping failed: {said}", "See the main homeserver's log.")
 
 
 def _bad_status_hint(message: str) -> str:
-    """What GuestGate's answer to main's ping means; Synapse says ``HTTP <status> <reason>``."""
-    if "HTTP 401" in message or "HTTP 403" in message:
+    """What GuestGate's refusal of main's ping means, by its HTTP status in Synapse's message."""
+    status = _HTTP_STATUS.search(message)
+    code = int(status.group(1)) if status else 0
+    if code in (401, 403):
         return (
             "GuestGate refused main's hs_token: MAIN_HS_TOKEN must equal hs_token in main's "
             "registration file."
         )
-    if "HTTP 400" in message:
+    if code == 400:
         return (
             "GuestGate refused the host name in the registration's url: add that host "
             "(e.g. web) to GUESTGATE_ALLOWED_HOSTS."
         )
-    if "HTTP 404" in message or "HTTP 405" in message:
+    if code in (404, 405):
         return (
             "The registration's url is not GuestGate (or has a path): it must be GuestGate's "
             "base address, to which main appends /_matrix/app/v1/..."
         )
-    if "HTTP 30" in message:
+    if 300 <= code < 400:
         return (
             "The url redirects and Synapse does not follow redirects: use the address it "
             "redirects to."
@@ -390,10 +445,11 @@ def _federation(base_url: str, token: str, target: str, source: str, other: str)
     try:
         with build_http_client(base_url, timeout=TIMEOUT_SECONDS) as http:
             send(http, "GET", client_path("profile", target), access_token=token)
-    except NotFound:
-        pass  # answered by the other server: that user has no profile, which is fine
     except MatrixError as error:
         error.redact(token)
+        if isinstance(error, NotFound) and error.errcode == "M_NOT_FOUND":
+            # Answered by the other server: that user has no profile, which is fine.
+            return passed(f"{source} reached {other} (it has no profile for {target})")
         if isinstance(error, HomeserverUnavailable):
             return failed(
                 f"{source} cannot reach {other} over federation ({_said(error)})",
@@ -422,7 +478,8 @@ def check_call_rooms() -> Outcome:
     if not broken:
         return passed(f"{total} call room(s), all ready for guests")
     described = "; ".join(
-        f"{room.name or room.room_id}: {' '.join(map(str, room.problems)) or room.status}"
+        f"{room.name or 'unnamed'} ({room.room_id}): "
+        f"{' '.join(map(str, room.problems)) or room.status}"
         for room in broken
     )
     return failed(
@@ -452,6 +509,7 @@ CHECKS: tuple[Check, ...] = (
     Check("guest appservice", check_guest_appservice, ("guest homeserver",)),
     Check("guest namespace", check_guest_namespace, ("guest appservice",)),
     Check("guest sign-up", check_guest_namespace_exclusive, ("guest homeserver",)),
+    Check("guest admin API", check_guest_admin, ("guest homeserver",)),
     Check("main bot", check_main_bot, ("main homeserver",)),
     Check("main → GuestGate", check_main_pushes, ("main bot",)),
     Check(
@@ -468,8 +526,10 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_all(checks: Iterable[Check] = CHECKS) -> list[tuple[str, Outcome]]:
-    """Run ``checks`` in order; one whose prerequisite did not pass is reported, not run."""
+def run_all(checks: Iterable[Check] | None = None) -> list[tuple[str, Outcome]]:
+    """Run ``checks`` (default `CHECKS`) in order; one whose prerequisite did not pass is
+    reported, not run."""
+    checks = CHECKS if checks is None else checks
     results: list[tuple[str, Outcome]] = []
     passed_labels: set[str] = set()
     for check in checks:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.matrix import MatrixClient, MatrixError
@@ -23,13 +24,18 @@ def _health(role: str, client: MatrixClient) -> HomeserverHealth:
             who = client.whoami()
         except MatrixError as exc:
             return HomeserverHealth(role, client.base_url, False, exc.message)
-    return HomeserverHealth(role, client.base_url, True, f"appservice user {who.user_id}")
+    return HomeserverHealth(
+        role,
+        client.base_url,
+        True,
+        gettext("appservice user %(user_id)s") % {"user_id": who.user_id},
+    )
 
 
 def home(request: HttpRequest) -> HttpResponse:
     """A start page that says whether GuestGate can reach both homeservers."""
     health = [
-        _health("Guest homeserver", homeservers.guest_appservice()),
-        _health("Main homeserver", homeservers.main_bot()),
+        _health(gettext("Guest homeserver"), homeservers.guest_appservice()),
+        _health(gettext("Main homeserver"), homeservers.main_bot()),
     ]
     return render(request, "home.html", {"health": health})

@@ -6,13 +6,44 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
+from guestgate.i18n import stored_sentence_translated
 from guestgate.matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
 from rooms.models import CallRoom
 
 KNOCK_RULES = ("knock", "knock_restricted")
+
+# A room's problems are stored in English (the room is read by moderators in any language, the
+# API and manage.py commands) and shown translated: call_room_problems, guestgate.i18n.
+_BOT_NOT_IN_ROOM = gettext_noop(
+    "GuestGate's bot %(bot_id)s is not in the room. Invite it to the room "
+    "(it joins by itself), then check again."
+)
+_NO_KNOCK_VERSION = gettext_noop(
+    "The room is of version %(version)s, which does not support asking to "
+    "join. Upgrade the room to version 7 or newer (in Element: /upgraderoom 12)."
+)
+_NOT_KNOCK_RULE = gettext_noop(
+    "The room's join rule is “%(join_rule)s”. Guests can only ask to join a room "
+    "set to “Ask to join” (join rule knock)."
+)
+_BOT_MAY_NOT_INVITE = gettext_noop(
+    "GuestGate's bot %(bot_id)s may not invite: give it power level %(level)s or more."
+)
+_BOT_MAY_NOT_KICK = gettext_noop(
+    "GuestGate's bot %(bot_id)s may not remove people (needed to deny a "
+    "guest): give it power level %(level)s or more."
+)
+_PROBLEMS = (
+    _BOT_NOT_IN_ROOM,
+    _NO_KNOCK_VERSION,
+    _NOT_KNOCK_RULE,
+    _BOT_MAY_NOT_INVITE,
+    _BOT_MAY_NOT_KICK,
+)
 
 
 class RoomNotFound(GuestGateError):
@@ -42,6 +73,11 @@ def call_room_register(*, room: str, registered_by: str) -> CallRoom:
     return _save(room_id, check, registered_by=registered_by)
 
 
+def call_room_problems(call_room: CallRoom) -> list[str]:
+    """The room's problems in the reader's language."""
+    return [stored_sentence_translated(problem, _PROBLEMS) for problem in call_room.problems]
+
+
 def call_room_recheck(call_room: CallRoom) -> CallRoom:
     with homeservers.main_bot() as bot:
         check = _check(bot, call_room.room_id)
@@ -61,10 +97,14 @@ def _room_id(bot: MatrixClient, room: str) -> str:
         try:
             room_id, _servers = bot.resolve_alias(room)
         except NotFound:
-            raise RoomNotFound(f"No room has the address {room}.") from None
+            raise RoomNotFound(
+                gettext("No room has the address %(room)s.") % {"room": room}
+            ) from None
         return room_id
     if not room.startswith("!"):
-        raise RoomNotFound("Give the room's id (starting with !) or address (starting with #).")
+        raise RoomNotFound(
+            gettext("Give the room's id (starting with !) or address (starting with #).")
+        )
     return room
 
 
@@ -75,10 +115,7 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
     except (Forbidden, NotFound):
         return RoomCheck(
             name="",
-            problems=[
-                f"GuestGate's bot {bot_id} is not in the room. Invite it to the room "
-                "(it joins by itself), then check again."
-            ],
+            problems=[_BOT_NOT_IN_ROOM % {"bot_id": bot_id}],
             protected_names=[],
             fixable_join_rule=False,
         )
@@ -102,24 +139,13 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
 def _problems(info: RoomInfo, levels: PowerLevels, bot_id: str) -> list[str]:
     problems = []
     if not _supports_knock(info.room_version):
-        problems.append(
-            f"The room is of version {info.room_version}, which does not support asking to "
-            "join. Upgrade the room to version 7 or newer (in Element: /upgraderoom 12)."
-        )
+        problems.append(_NO_KNOCK_VERSION % {"version": info.room_version})
     if info.join_rule not in KNOCK_RULES:
-        problems.append(
-            f"The room's join rule is “{info.join_rule}”. Guests can only ask to join a room "
-            "set to “Ask to join” (join rule knock)."
-        )
+        problems.append(_NOT_KNOCK_RULE % {"join_rule": info.join_rule})
     if not levels.may_invite(bot_id):
-        problems.append(
-            f"GuestGate's bot {bot_id} may not invite: give it power level {levels.invite} or more."
-        )
+        problems.append(_BOT_MAY_NOT_INVITE % {"bot_id": bot_id, "level": levels.invite})
     if not levels.may_kick(bot_id):
-        problems.append(
-            f"GuestGate's bot {bot_id} may not remove people (needed to deny a "
-            f"guest): give it power level {levels.kick} or more."
-        )
+        problems.append(_BOT_MAY_NOT_KICK % {"bot_id": bot_id, "level": levels.kick})
     return problems
 
 

@@ -10,11 +10,17 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from guestgate.errors import GuestGateError
 from guestgate.matrix import MatrixError
-from rooms.call_rooms import call_room_fix_join_rule, call_room_recheck, call_room_register
+from rooms.call_rooms import (
+    call_room_fix_join_rule,
+    call_room_problems,
+    call_room_recheck,
+    call_room_register,
+)
 from rooms.live import changes
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
@@ -33,13 +39,14 @@ LONG_POLL_SECONDS = 20.0
 
 class SignInForm(forms.Form):
     matrix_id = forms.CharField(
-        label="Matrix id",
+        label=gettext_lazy("Matrix id"),
         max_length=255,
-        help_text="For example @mona:example.org",
+        help_text=gettext_lazy("For example @mona:example.org"),
         widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
     )
     password = forms.CharField(
-        label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        label=gettext_lazy("Password"),
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
 
@@ -108,10 +115,12 @@ def room_register(request: HttpRequest) -> HttpResponse:
             room.delete()
         messages.error(
             request,
-            "You need to be a moderator of that room (with the power to invite) to register it.",
+            gettext(
+                "You need to be a moderator of that room (with the power to invite) to register it."
+            ),
         )
         return redirect("dashboard")
-    messages.success(request, f"{room} is registered.")
+    messages.success(request, gettext("%(room)s is registered.") % {"room": room})
     return redirect("moderator-room", pk=room.pk)
 
 
@@ -124,6 +133,7 @@ def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "moderator/room.html",
         {
             "room": room,
+            "problems": call_room_problems(room),
             "rights": rights,
             "queue": room_queue(room),
             "recent": room_recent_decisions(room),
@@ -167,7 +177,7 @@ def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     room, rights = _room_for(request, join_request.room_id)
     allowed = {"approve": rights.approve, "deny": rights.deny, "ban": rights.ban}[decision]
     if not allowed:
-        messages.error(request, "Your power level in this room does not allow that.")
+        messages.error(request, gettext("Your power level in this room does not allow that."))
         return redirect("moderator-room", pk=room.pk)
     reason = request.POST.get("reason", "").strip()[:500]
     try:
@@ -180,7 +190,11 @@ def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     except GuestGateError as error:
         messages.warning(request, error.message)
     except MatrixError as error:
-        messages.error(request, f"The Matrix server refused or did not answer: {error.message}")
+        messages.error(
+            request,
+            gettext("The Matrix server refused or did not answer: %(error)s")
+            % {"error": error.message},
+        )
     return redirect("moderator-room", pk=room.pk)
 
 
@@ -207,15 +221,15 @@ def ban(request: HttpRequest, pk: int) -> HttpResponse:
 def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
     room, rights = _room_for(request, pk)
     if not rights.approve:
-        messages.error(request, "Your power level in this room does not allow that.")
+        messages.error(request, gettext("Your power level in this room does not allow that."))
         return redirect("moderator-room", pk=room.pk)
     result = join_requests_approve_all(room, moderator=_actor(request))
-    messages.success(
-        request,
-        f"Let in {result.approved}."
-        + (f" {result.skipped} were already handled." if result.skipped else "")
-        + (f" {result.failed} failed; try again." if result.failed else ""),
-    )
+    said = [gettext("Let in %(count)d.") % {"count": result.approved}]
+    if result.skipped:
+        said.append(gettext("%(count)d were already handled.") % {"count": result.skipped})
+    if result.failed:
+        said.append(gettext("%(count)d failed; try again.") % {"count": result.failed})
+    messages.success(request, " ".join(said))
     return redirect("moderator-room", pk=room.pk)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy
 
 from accounts.displaynames import CleanName, DisplayNameRejected, clean_display_name
 
@@ -11,8 +12,8 @@ class JoinForm(forms.Form):
     """The one field a guest fills in. Cleaning follows accounts.displaynames."""
 
     display_name = forms.CharField(
-        label="Your name",
-        help_text="Others in the call will see this name, marked as a guest.",
+        label=gettext_lazy("Your name"),
+        help_text=gettext_lazy("Others in the call will see this name, marked as a guest."),
         max_length=200,  # generous: the real limit applies after cleaning
         widget=forms.TextInput(attrs={"autocomplete": "name", "autofocus": True}),
     )

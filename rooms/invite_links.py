@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from guestgate.crypto import new_invite_token, normalize_invite_token, token_hash
 from guestgate.errors import GuestGateError
@@ -18,34 +19,43 @@ class InviteLinkUnusable(GuestGateError):
     """The link cannot bring anyone in; ``code`` says why (for the page and the status)."""
 
 
+# (code, HTTP status, words for the guest: translated when raised)
 _UNKNOWN = (
     "link.unknown",
     404,
-    "This invite link does not exist. Check that you typed or "
-    "scanned all of it, or ask the person who invited you for a new one.",
+    gettext_noop(
+        "This invite link does not exist. Check that you typed or "
+        "scanned all of it, or ask the person who invited you for a new one."
+    ),
 )
 _EXPIRED = (
     "link.expired",
     410,
-    "This invite link has expired. Ask the person who invited you for a new one.",
+    gettext_noop("This invite link has expired. Ask the person who invited you for a new one."),
 )
-_REVOKED = ("link.revoked", 410, "This invite link was withdrawn by the organisers.")
+_REVOKED = (
+    "link.revoked",
+    410,
+    gettext_noop("This invite link was withdrawn by the organisers."),
+)
 _USED_UP = (
     "link.used_up",
     410,
-    "This invite link has been used as many times as it allows. "
-    "Ask the person who invited you for a new one.",
+    gettext_noop(
+        "This invite link has been used as many times as it allows. "
+        "Ask the person who invited you for a new one."
+    ),
 )
 _ROOM_GONE = (
     "link.room_unavailable",
     410,
-    "The call this link leads to is not open to guests at the moment.",
+    gettext_noop("The call this link leads to is not open to guests at the moment."),
 )
 
 
 def _unusable(reason: tuple[str, int, str]) -> InviteLinkUnusable:
     code, status, message = reason
-    return InviteLinkUnusable(message, code=code, status=status)
+    return InviteLinkUnusable(gettext(message), code=code, status=status)
 
 
 @dataclass(frozen=True)

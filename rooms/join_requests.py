@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from accounts.displaynames import CleanName
 from accounts.models import GuestAccount, RetentionPolicy
@@ -94,6 +95,11 @@ class GuestArrival:
     browser_key: str  # kept by the guest's browser so a returning guest gets the same account
 
 
+# The lobby's reason for a guest the room had banned before they knocked (stored in English,
+# shown translated: guestgate.i18n).
+BANNED_BEFORE = gettext_noop("You cannot join this call.")
+
+
 class RoomFull(GuestGateError):
     code = "room.full"
     status = 503
@@ -135,7 +141,9 @@ def join_request_start(
             >= policy.max_guests_per_room
         ):
             raise RoomFull(
-                "This call has as many guests as it allows right now. Please try again later."
+                gettext(
+                    "This call has as many guests as it allows right now. Please try again later."
+                )
             )
         invite_link_redeem(link)
         if account is None:
@@ -174,7 +182,7 @@ def join_request_provision(join_request: JoinRequest) -> None:
             join_request,
             from_=[Status.PROVISIONING],
             to=Status.BANNED,
-            reason="You cannot join this call.",
+            reason=BANNED_BEFORE,
         )
     elif membership == "invite":
         if move_join_request(join_request, from_=[Status.PROVISIONING], to=Status.INVITED):

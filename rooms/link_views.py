@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from rooms.dashboard_views import _actor, _room_for
@@ -30,29 +31,29 @@ from rooms.selectors import room_invite_links
 
 class NewLinkForm(forms.Form):
     label = forms.CharField(
-        label="Label",
+        label=gettext_lazy("Label"),
         max_length=100,
         required=False,
-        help_text="For you: where the link is used, e.g. “Poster at reception”.",
+        help_text=gettext_lazy("For you: where the link is used, e.g. “Poster at reception”."),
     )
     expires_in_hours = forms.IntegerField(
-        label="Expires after (hours)",
+        label=gettext_lazy("Expires after (hours)"),
         required=False,
         min_value=1,
         max_value=24 * 365,
-        help_text="Leave empty for a link that does not expire.",
+        help_text=gettext_lazy("Leave empty for a link that does not expire."),
     )
     max_uses = forms.IntegerField(
-        label="Maximum number of guests",
+        label=gettext_lazy("Maximum number of guests"),
         required=False,
         min_value=1,
         max_value=100_000,
-        help_text="Leave empty for no limit.",
+        help_text=gettext_lazy("Leave empty for no limit."),
     )
     pre_approved = forms.BooleanField(
-        label="Let guests in without a moderator",
+        label=gettext_lazy("Let guests in without a moderator"),
         required=False,
-        help_text="Guests coming through this link skip the waiting room.",
+        help_text=gettext_lazy("Guests coming through this link skip the waiting room."),
     )
 
 
@@ -114,7 +115,7 @@ def _own_link(request: HttpRequest, pk: int) -> InviteLink:
 def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     link = _own_link(request, pk)
     if invite_link_revoke(link, by=_actor(request)):
-        messages.success(request, f"“{link}” no longer works.")
+        messages.success(request, gettext("“%(link)s” no longer works.") % {"link": link})
     return redirect("moderator-links", pk=link.room_id)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext, gettext_lazy
 
 from guestgate.matrix.types import PowerLevels
 
@@ -49,8 +50,8 @@ class CallRoom(models.Model):
     """A room of the main homeserver that guests may knock on, with GuestGate's bot in it."""
 
     class Status(models.TextChoices):
-        READY = "ready", "ready for guests"
-        PROBLEM = "problem", "needs attention"
+        READY = "ready", gettext_lazy("ready for guests")
+        PROBLEM = "problem", gettext_lazy("needs attention")
 
     room_id = models.CharField(max_length=255, unique=True)
     name = models.CharField(max_length=255, blank=True)
@@ -78,7 +79,7 @@ class CallRoom(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or "a call"
+        return self.name or gettext("a call")
 
     @property
     def levels(self) -> PowerLevels:
@@ -119,7 +120,7 @@ class InviteLink(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.label or f"unlabelled link #{self.pk}"
+        return self.label or gettext("unlabelled link #%(number)s") % {"number": self.pk}
 
 
 class JoinRequest(models.Model):
@@ -130,16 +131,16 @@ class JoinRequest(models.Model):
     """
 
     class Status(models.TextChoices):
-        PROVISIONING = "provisioning", "creating your account"
-        WAITING = "waiting", "waiting for a moderator"
-        INVITED = "invited", "let in"
-        JOINING = "joining", "joining"
-        JOINED = "joined", "in the call"
-        DENIED = "denied", "denied"
-        BANNED = "banned", "denied and banned"
-        CANCELLED = "cancelled", "cancelled"
-        FAILED = "failed", "failed"
-        EXPIRED = "expired", "expired"
+        PROVISIONING = "provisioning", gettext_lazy("creating your account")
+        WAITING = "waiting", gettext_lazy("waiting for a moderator")
+        INVITED = "invited", gettext_lazy("let in")
+        JOINING = "joining", gettext_lazy("joining")
+        JOINED = "joined", gettext_lazy("in the call")
+        DENIED = "denied", gettext_lazy("denied")
+        BANNED = "banned", gettext_lazy("denied and banned")
+        CANCELLED = "cancelled", gettext_lazy("cancelled")
+        FAILED = "failed", gettext_lazy("failed")
+        EXPIRED = "expired", gettext_lazy("expired")
 
     OPEN = (Status.PROVISIONING, Status.WAITING, Status.INVITED, Status.JOINING)
 
@@ -189,14 +190,14 @@ class AuditEntry(models.Model):
     """
 
     class Action(models.TextChoices):
-        KNOCKED = "knocked", "asked to join"
-        APPROVED = "approved", "let in"
-        DENIED = "denied", "denied"
-        BANNED = "banned", "denied and banned"
-        JOINED = "joined", "joined"
-        CANCELLED = "cancelled", "cancelled"
-        FAILED = "failed", "failed"
-        EXPIRED = "expired", "expired"
+        KNOCKED = "knocked", gettext_lazy("asked to join")
+        APPROVED = "approved", gettext_lazy("let in")
+        DENIED = "denied", gettext_lazy("denied")
+        BANNED = "banned", gettext_lazy("denied and banned")
+        JOINED = "joined", gettext_lazy("joined")
+        CANCELLED = "cancelled", gettext_lazy("cancelled")
+        FAILED = "failed", gettext_lazy("failed")
+        EXPIRED = "expired", gettext_lazy("expired")
 
     room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="audit_entries")
     join_request = models.ForeignKey(

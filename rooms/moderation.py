@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
@@ -38,10 +39,13 @@ def _claim(join_request: JoinRequest, moderator: str) -> None:
     ).update(decided_by=moderator)
     if claimed != 1:
         join_request.refresh_from_db()
-        who = join_request.decided_by or "someone else"
         raise AlreadyDecided(
-            f"{join_request.display_name} was already handled by {who} "
-            f"({join_request.get_status_display()})."
+            gettext("%(name)s was already handled by %(who)s (%(status)s).")
+            % {
+                "name": join_request.display_name,
+                "who": join_request.decided_by or gettext("someone else"),
+                "status": join_request.get_status_display(),
+            }
         )
     join_request.decided_by = moderator
 

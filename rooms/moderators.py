@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.models import User
 from django.http import HttpRequest
+from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
@@ -50,7 +51,8 @@ def moderator_sign_in(*, matrix_id: str, password: str, ip: str) -> User:
     )
     if not verdict.allowed:
         raise SignInRefused(
-            f"Too many sign-in attempts. Please wait {verdict.retry_after} seconds.",
+            gettext("Too many sign-in attempts. Please wait %(seconds)d seconds.")
+            % {"seconds": verdict.retry_after},
             code="signin.throttled",
             status=429,
         )
@@ -61,16 +63,18 @@ def moderator_sign_in(*, matrix_id: str, password: str, ip: str) -> User:
             who = signed_in.whoami()
             signed_in.logout()
     except (Forbidden, UnknownToken, BadRequest):
-        raise SignInRefused("Wrong Matrix id or password.", code="signin.wrong") from None
+        raise SignInRefused(gettext("Wrong Matrix id or password."), code="signin.wrong") from None
     except MatrixError as error:
         logger.warning("moderator sign-in: main homeserver error %s", error.code)
         raise SignInRefused(
-            "The Matrix server did not answer. Please try again in a moment.",
+            gettext("The Matrix server did not answer. Please try again in a moment."),
             code="signin.unavailable",
             status=503,
         ) from None
     if len(who.user_id) > 150:
-        raise SignInRefused("This Matrix id is too long for GuestGate.", code="signin.too_long")
+        raise SignInRefused(
+            gettext("This Matrix id is too long for GuestGate."), code="signin.too_long"
+        )
     user, created = User.objects.get_or_create(username=who.user_id)
     if created:
         user.set_unusable_password()

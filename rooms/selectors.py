@@ -9,39 +9,50 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Max, Prefetch, Q
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.services import guest_account_session
+from guestgate.i18n import stored_sentence_translated
+from guestgate.tasks import GUEST_MESSAGES
 from rooms.invite_links import invite_link_state
+from rooms.join_requests import BANNED_BEFORE
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.permissions import RoomRights, room_rights
 
 Status = JoinRequest.Status
 
 _TITLES = {
-    Status.PROVISIONING: "Creating your guest pass…",
-    Status.WAITING: "Waiting for a moderator",
-    Status.INVITED: "You have been let in",
-    Status.JOINING: "You have been let in",
-    Status.JOINED: "You are in the call",
-    Status.DENIED: "You were not let in",
-    Status.BANNED: "You cannot join this call",
-    Status.CANCELLED: "You left the waiting room",
-    Status.FAILED: "Something went wrong",
-    Status.EXPIRED: "This guest pass has expired",
+    Status.PROVISIONING: gettext_lazy("Creating your guest pass…"),
+    Status.WAITING: gettext_lazy("Waiting for a moderator"),
+    Status.INVITED: gettext_lazy("You have been let in"),
+    Status.JOINING: gettext_lazy("You have been let in"),
+    Status.JOINED: gettext_lazy("You are in the call"),
+    Status.DENIED: gettext_lazy("You were not let in"),
+    Status.BANNED: gettext_lazy("You cannot join this call"),
+    Status.CANCELLED: gettext_lazy("You left the waiting room"),
+    Status.FAILED: gettext_lazy("Something went wrong"),
+    Status.EXPIRED: gettext_lazy("This guest pass has expired"),
 }
 _MESSAGES = {
-    Status.PROVISIONING: "This takes a moment.",
-    Status.WAITING: "A moderator of the call will let you in. Keep this page open; it updates "
-    "by itself.",
-    Status.INVITED: "Joining the call…",
-    Status.JOINING: "Joining the call…",
-    Status.JOINED: "Open the call to take part.",
-    Status.DENIED: "A moderator did not let you in.",
-    Status.BANNED: "A moderator did not let you in, and you cannot ask again.",
-    Status.CANCELLED: "You stopped waiting. You can open the invite link again to ask again.",
-    Status.FAILED: "",
-    Status.EXPIRED: "Guest passes last a limited time. Open the invite link again for a new one.",
+    Status.PROVISIONING: gettext_lazy("This takes a moment."),
+    Status.WAITING: gettext_lazy(
+        "A moderator of the call will let you in. Keep this page open; it updates by itself."
+    ),
+    Status.INVITED: gettext_lazy("Joining the call…"),
+    Status.JOINING: gettext_lazy("Joining the call…"),
+    Status.JOINED: gettext_lazy("Open the call to take part."),
+    Status.DENIED: gettext_lazy("A moderator did not let you in."),
+    Status.BANNED: gettext_lazy("A moderator did not let you in, and you cannot ask again."),
+    Status.CANCELLED: gettext_lazy(
+        "You stopped waiting. You can open the invite link again to ask again."
+    ),
+    Status.FAILED: "",  # the reason says what failed
+    Status.EXPIRED: gettext_lazy(
+        "Guest passes last a limited time. Open the invite link again for a new one."
+    ),
 }
+
+_STORED_REASONS = (*GUEST_MESSAGES, BANNED_BEFORE)
 
 
 def join_request_for_lobby(public_id: str) -> JoinRequest | None:
@@ -51,14 +62,16 @@ def join_request_for_lobby(public_id: str) -> JoinRequest | None:
 def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     """What the guest's lobby shows, as JSON for the live page and context for the template."""
     status = Status(join_request.status)
-    message = _MESSAGES[status]
+    message = str(_MESSAGES[status])
     if status == Status.PROVISIONING and join_request.attempts:
-        message = "The server is slow to answer; still trying…"
+        message = gettext("The server is slow to answer; still trying…")
+    # A moderator's words as typed, or GuestGate's (stored in English) in the guest's language.
+    reason = stored_sentence_translated(join_request.reason, _STORED_REASONS)
     state: dict[str, Any] = {
         "status": status.value,
-        "title": _TITLES[status],
+        "title": str(_TITLES[status]),
         "message": message,
-        "reason": join_request.reason,
+        "reason": reason,
         "version": join_request.version,
         "room_name": join_request.room.display_name,
         "display_name": join_request.display_name,

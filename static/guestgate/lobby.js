@@ -24,7 +24,7 @@
     reason.textContent = "";
     if (state.reason) {
       if (state.status === "denied" || state.status === "banned") {
-        reason.append("The moderator said: ");
+        reason.append(reason.dataset.moderatorSaid + " ");  // translated by the page
       }
       const quote = document.createElement("q");
       quote.textContent = state.reason;
