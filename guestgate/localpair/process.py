@@ -274,7 +274,12 @@ def _our_pid(files: ServerFiles, *, clean_stale: bool) -> int | None:
 def _is_our_synapse(pid: int, files: ServerFiles) -> bool:
     """True while ``pid`` is a live Synapse homeserver started with ``files.config``."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is not None:
+        if child.poll() is None:
+            # Started by this process with that command line. Its /proc cmdline may still be
+            # ours for a moment after fork (before exec): do not read it (seen in CI, where it
+            # made a starting server count as exited and be left running).
+            return True
         del _CHILDREN[pid]  # reaped: the PID is free for reuse by an unrelated process now
         return False
     try:
