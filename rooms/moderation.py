@@ -9,6 +9,7 @@ audit entry are stored. A homeserver failure releases the claim.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 from django.utils.translation import gettext
@@ -72,13 +73,18 @@ def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
     """Let the person in: GuestGate's bot invites them, naming who decided."""
     _claim(join_request, moderator)
     try:
-        with homeservers.main_bot() as bot:
-            bot.ensure_invited(
-                join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
-            )
+        join_request_invite_claimed(join_request, moderator=moderator)
     except MatrixError:
         _release(join_request, moderator)
         raise
+
+
+def join_request_invite_claimed(join_request: JoinRequest, *, moderator: str) -> None:
+    """The act and record halves of an approval already claimed by ``moderator``."""
+    with homeservers.main_bot() as bot:
+        bot.ensure_invited(
+            join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
+        )
     with transaction.atomic():
         _audit(join_request, AuditEntry.Action.APPROVED, moderator)
         if (
@@ -110,20 +116,37 @@ def join_request_deny(
 
 @dataclass(frozen=True)
 class ApproveAllResult:
-    approved: int
+    approved: int  # claimed now; the worker invites them, several at once
     skipped: int  # decided by someone else meanwhile
-    failed: int
+    failed: int  # always 0 here: an invite that fails later goes back to the queue
 
 
 def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllResult:
-    approved = skipped = failed = 0
-    waiting = JoinRequest.objects.select_related("room").filter(room=room, status=Status.WAITING)
-    for join_request in waiting.order_by("created_at"):
-        try:
-            join_request_approve(join_request, moderator=moderator)
-            approved += 1
-        except AlreadyDecided:
-            skipped += 1
-        except MatrixError:
-            failed += 1
-    return ApproveAllResult(approved, skipped, failed)
+    """Claim everyone waiting in one transaction and let the worker invite them in parallel:
+    500 invites one after another took 98 s inside one web request (make bench)."""
+    waiting = list(
+        JoinRequest.objects.filter(room=room, status=Status.WAITING)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    claimed = []
+    with transaction.atomic():
+        for pk in waiting:
+            if JoinRequest.objects.filter(pk=pk, status__in=DECIDABLE, decided_by="").update(
+                decided_by=moderator
+            ):
+                claimed.append(pk)
+        for pk in claimed:
+            transaction.on_commit(partial(_enqueue_approval, pk, moderator))
+    return ApproveAllResult(approved=len(claimed), skipped=len(waiting) - len(claimed), failed=0)
+
+
+def _enqueue_approval(join_request_id: int, moderator: str) -> None:
+    from rooms.tasks import approve_claimed  # tasks call these services
+
+    approve_claimed.delay(join_request_id, moderator)
+
+
+def join_request_release(join_request: JoinRequest, *, moderator: str) -> None:
+    """Give a claimed request back to the queue (its invite could not be sent)."""
+    _release(join_request, moderator)

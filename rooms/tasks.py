@@ -11,6 +11,7 @@ from django.utils import timezone
 from guestgate.matrix import MatrixError
 from guestgate.tasks import guest_message, run_retrying
 from rooms import join_requests as services
+from rooms import moderation
 from rooms.models import JoinRequest
 
 Status = JoinRequest.Status
@@ -49,6 +50,19 @@ def provision_join_request(self: Task, join_request_id: int) -> None:
 @shared_task(bind=True, max_retries=8)
 def join_guest(self: Task, join_request_id: int) -> None:
     _guest_step(self, join_request_id, services.join_request_join)
+
+
+@shared_task(bind=True, max_retries=8)
+def approve_claimed(self: Task, join_request_id: int, moderator: str) -> None:
+    """One invite of "let everyone in"; the claim was taken when the moderator clicked."""
+    join_request = _load(join_request_id)
+    if join_request is None or join_request.decided_by != moderator:
+        return
+    run_retrying(
+        self,
+        lambda: moderation.join_request_invite_claimed(join_request, moderator=moderator),
+        on_give_up=lambda error: moderation.join_request_release(join_request, moderator=moderator),
+    )
 
 
 @shared_task(bind=True, max_retries=8)

@@ -248,3 +248,27 @@ def test_the_api_approves_and_denies_like_the_dashboard(
     assert denied.status_code == 200 and denied.json()["status"] == "denied"
     alice.wait_for("joined")
     assert bob.wait_for("denied")["reason"] == "Full room"
+
+
+def test_letting_everyone_in_invites_them_all_through_the_worker(
+    mona: ModeratorBrowser,
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    main_bot: MatrixClient,
+    moderator: Person,
+) -> None:
+    guests = [GuestBrowser(guestgate_web) for _ in range(4)]
+    requests = [waiting_guest(g, invite_token, f"Crowd{n}") for n, g in enumerate(guests)]
+
+    page = mona.post(f"/moderator/rooms/{call_room.pk}/approve-all")
+
+    assert page.status_code == 302
+    for guest in guests:
+        guest.wait_for("joined")
+    for request in requests:
+        member = main_bot.member(call_room.room_id, request.user_id)
+        assert member is not None and member.membership == "join"
+    approvals = AuditEntry.objects.filter(action=AuditEntry.Action.APPROVED)
+    assert sorted(a.subject for a in approvals) == sorted(r.user_id for r in requests)
+    assert {a.actor for a in approvals} == {moderator.user_id}
