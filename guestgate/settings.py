@@ -183,6 +183,7 @@ GUEST_USER_PREFIX = _hs("GUEST_USER_PREFIX") or "guest_"
 # Expiry: accounts claimed by a sweep but not finished after this long are tried again.
 EXPIRY_STUCK_AFTER_SECONDS = env_int("GUESTGATE_EXPIRY_STUCK_AFTER_SECONDS", 300)
 EXPIRY_BATCH_SIZE = env_int("GUESTGATE_EXPIRY_BATCH_SIZE", 50)
+EXPIRY_SWEEP_LIMIT = env_int("GUESTGATE_EXPIRY_SWEEP_LIMIT", 50_000)  # accounts claimed a sweep
 # Reconciliation: an account on the guest homeserver unknown to GuestGate is deactivated
 # once it is older than this (a registration may be under way when it is listed).
 RECONCILE_GRACE_SECONDS = env_int("GUESTGATE_RECONCILE_GRACE_SECONDS", 3600)
