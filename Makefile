@@ -30,9 +30,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## bench: the guest-flow benchmark against the bare homeserver calls (own ports, var/bench-state)
+## bench: guest flow, burst, expiry sweep, lobby load against the bare homeserver calls
+##   (own ports 48xxx, var/bench-state); e.g. BENCH_ARGS="--only burst --burst-guests 500"
 bench: $(STAMP)
-	$(PY) -m bench.guest_flow $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## homeservers-down: stop the dev homeserver pair if `make run` was killed uncleanly
 homeservers-down: $(STAMP)

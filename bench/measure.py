@@ -33,7 +33,7 @@ STEP_TIMEOUT_SECONDS = 30.0
 #: The floor's wait before retrying a join that lost the race (GuestGate's client: 0.15 s).
 FLOOR_RACE_RETRY_SECONDS = 0.01
 _JOIN_RACE = ("duplicate auth_events", "not invited")
-_CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,11 @@ class RaceCount:
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()  # the burst's guests join from many threads
 
     def sleep(self, seconds: float) -> None:
-        self.count += 1
+        with self._lock:
+            self.count += 1
         time.sleep(min(seconds, FLOOR_RACE_RETRY_SECONDS))
 
 
@@ -74,9 +76,17 @@ class Timing:
 
 
 def set_scene(
-    pair: LocalPair, web_url: str, guest_appservice: MatrixClient, bot: MatrixClient
+    pair: LocalPair,
+    web_url: str,
+    guest_appservice: MatrixClient,
+    bot: MatrixClient,
+    *,
+    register: bool = True,
 ) -> Scene:
-    """A moderator, their knock room with GuestGate's bot at PL 50, registered, and a link."""
+    """A moderator, their knock room with GuestGate's bot at PL 50, registered, and a link.
+
+    ``register=False``: the room only, unknown to GuestGate (no link): a floor of its own, whose
+    knocks do not become join requests when main pushes them."""
     moderator = register_with_shared_secret(
         pair.main.client_url,
         shared_secret=pair.main.registration_shared_secret,
@@ -93,16 +103,19 @@ def set_scene(
             power_level_users={bot_id: 50},
         )
     bot.join(room_id, via=[pair.main.server_name])
-    call_room = call_room_register(room=room_id, registered_by=moderator.user_id)
-    if call_room.status != CallRoom.Status.READY:
-        raise BenchError(f"the benchmark room is not ready: {call_room.problems}")
-    link = invite_link_create(room=call_room, created_by=moderator.user_id, label="benchmark")
+    invite_token = ""
+    if register:
+        call_room = call_room_register(room=room_id, registered_by=moderator.user_id)
+        if call_room.status != CallRoom.Status.READY:
+            raise BenchError(f"the benchmark room is not ready: {call_room.problems}")
+        link = invite_link_create(room=call_room, created_by=moderator.user_id, label="benchmark")
+        invite_token = link.token
     races = RaceCount()
     return Scene(
         pair=pair,
         web_url=web_url,
         room_id=room_id,
-        invite_token=link.token,
+        invite_token=invite_token,
         moderator_id=moderator.user_id,
         guest_appservice=guest_appservice,
         bot=bot,
@@ -128,7 +141,7 @@ def guestgate_knock(scene: Scene, name: str) -> tuple[Timing, GuestGateGuest]:
     dashboard can show the knock (request ``waiting`` and the knock event recorded)."""
     browser = GuestBrowser(scene.web_url)
     page = browser.open_invite(scene.invite_token)
-    csrf = _CSRF.search(page.text)
+    csrf = CSRF.search(page.text)
     if csrf is None:
         raise BenchError(f"no form on the join page ({page.status_code})")
 
@@ -299,15 +312,7 @@ def floor_approve(scene: Scene, guest: FloorGuest) -> Timing:
     start, wall = time.perf_counter(), time.time()
     scene.bot.invite(scene.room_id, guest.user_id, reason="approved")
     invited = time.perf_counter()
-    while True:
-        try:
-            joiner.join(scene.room_id, via=scene.via)
-            break
-        except Forbidden as error:
-            lost_race = any(marker in error.message.lower() for marker in _JOIN_RACE)
-            if not lost_race or time.perf_counter() - start > STEP_TIMEOUT_SECONDS:
-                raise
-            scene.floor_races.sleep(FLOOR_RACE_RETRY_SECONDS)
+    floor_join(scene, joiner, deadline=start + STEP_TIMEOUT_SECONDS)
     joined = time.perf_counter()
     end = _wait_membership(scene, guest.user_id, "join")
 
@@ -323,6 +328,20 @@ def floor_approve(scene: Scene, guest: FloorGuest) -> Timing:
     if pushed is not None:
         marks["(not counted) join push recorded by GuestGate (DB)"] = _db_ms(pushed, wall)
     return Timing(total_ms=ms(end), marks=marks)
+
+
+def floor_join(scene: Scene, joiner: MatrixClient, *, deadline: float) -> None:
+    """Join as the guest (``joiner``: the guest appservice as them, sleeping through
+    ``scene.floor_races``); a join that lost the invite/join race is retried after 10 ms."""
+    while True:
+        try:
+            joiner.join(scene.room_id, via=scene.via)
+            return
+        except Forbidden as error:
+            lost_race = any(marker in error.message.lower() for marker in _JOIN_RACE)
+            if not lost_race or time.perf_counter() > deadline:
+                raise
+            scene.floor_races.sleep(FLOOR_RACE_RETRY_SECONDS)
 
 
 def leave(scene: Scene, user_id: str) -> None:

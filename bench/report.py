@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -80,6 +80,30 @@ def breakdown_table(title: str, marks: Mapping[str, Sequence[float]]) -> str:
     rows = [(f"{title}: ms since start", "median", "p95")]
     rows += [(name, f"{median(v):.0f}", f"{p95(v):.0f}") for name, v in marks.items() if v]
     return _table(rows)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    return _table([header, *rows])
+
+
+@dataclass
+class Outcome:
+    """What one benchmark of the suite printed, and its verdicts (a MISS is not a failure)."""
+
+    name: str
+    tables: list[str] = field(default_factory=list)
+    verdicts: list[tuple[str, str]] = field(default_factory=list)  # (what, PASS/MISS/...)
+
+    def verdict(self, what: str, passed: bool) -> str:
+        word = "PASS" if passed else "MISS"
+        self.verdicts.append((what, word))
+        return word
+
+
+def verdict_table(outcomes: Sequence[Outcome]) -> str:
+    rows = [(f"{o.name}: {what}", word) for o in outcomes for what, word in o.verdicts]
+    return table(("verdicts", ""), rows)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

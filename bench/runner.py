@@ -1,4 +1,5 @@
-"""The guest-flow benchmark's run: set the scene, send guests one at a time, report."""
+"""The guest-flow benchmark's run: set the scene, send guests one at a time, report; and what
+every benchmark of the suite shares (fresh database, environment, quiet logs, JSON out)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -21,10 +23,10 @@ from django.db import connection
 from kombu.utils.url import maybe_sanitize_url
 
 from bench import measure
-from bench.report import Comparison, breakdown_table, comparison_table, median, p95
-from bench.stack import BenchError, running_stack
-from guestgate import homeservers
+from bench.report import Comparison, Outcome, breakdown_table, comparison_table, median, p95
+from bench.stack import WORKER_CONCURRENCY, BenchError, Stack
 from guestgate.celery import app as celery_app
+from guestgate.matrix import MatrixClient
 from guestgate.matrix.client import JOIN_RACE_DELAYS
 
 #: A moment between guests, so the pushes of one guest's events are not in the next's time.
@@ -35,14 +37,25 @@ _RACE_MARKER = b"lost the invite race"
 Marks = dict[str, list[float]]
 
 
-def run(*, guests: int, warmup: int, cold: bool, json_path: Path) -> int:
-    _fresh_database()
-    _quiet_logging()
-    environment = _environment(cold=cold)
+def run(
+    stack: Stack,
+    guest_appservice: MatrixClient,
+    bot: MatrixClient,
+    *,
+    guests: int,
+    warmup: int,
+    cold: bool,
+    json_path: Path,
+) -> Outcome:
+    """The guest flow on a running stack (the suite in bench/suite.py starts it)."""
+    environment = {
+        **environment_now(),
+        "knocks and joins": "cold (guests leave after their turn)"
+        if cold
+        else "warm after the first join (guests stay in the room)",
+    }
     print("Guest flow benchmark: GuestGate against the bare homeserver calls (floor)")
-    for key, value in environment.items():
-        print(f"  {key}: {value}")
-    print()
+    print(f"  knocks and joins: {environment['knocks and joins']}")
 
     totals: dict[str, list[float]] = defaultdict(list)
     marks: dict[str, Marks] = defaultdict(lambda: defaultdict(list))
@@ -52,62 +65,56 @@ def run(*, guests: int, warmup: int, cold: bool, json_path: Path) -> int:
         for name, value in timing.marks.items():
             marks[path][name].append(value)
 
-    with (
-        running_stack() as stack,
-        homeservers.guest_appservice() as guest_appservice,
-        homeservers.main_bot() as bot,
-    ):
-        print(f"  homeserver pair: {'started' if stack.pair_started else 'already running'}")
-        scene = measure.set_scene(stack.pair, stack.web_url, guest_appservice, bot)
-        print(f"  room {scene.room_id} (one room for all; fresh users for every guest)\n")
-        worker_log = stack.log_dir / "worker.log"
-        worker_races_before = 0
-        for number in range(1, warmup + guests + 1):
-            counted = number > warmup
-            if number == warmup + 1:  # the warm-up is over: count races from here on
-                scene.floor_races.count = 0
-                worker_races_before = worker_log.read_bytes().count(_RACE_MARKER)
+    scene = measure.set_scene(stack.pair, stack.web_url, guest_appservice, bot)
+    print(f"  room {scene.room_id} (one room for all; fresh users for every guest)\n")
+    worker_log = stack.log_dir / "worker.log"
+    worker_races_before = 0
+    for number in range(1, warmup + guests + 1):
+        counted = number > warmup
+        if number == warmup + 1:  # the warm-up is over: count races from here on
+            scene.floor_races.count = 0
+            worker_races_before = worker_log.read_bytes().count(_RACE_MARKER)
 
-            def guestgate_guest(name: str) -> tuple[measure.Timing, measure.Timing]:
-                a, guest = measure.guestgate_knock(scene, name)
-                time.sleep(SETTLE_SECONDS)
-                b = measure.guestgate_approve(scene, guest)
-                guest.browser.close()
-                if cold:
-                    measure.leave(scene, guest.user_id)
-                return a, b
+        def guestgate_guest(name: str) -> tuple[measure.Timing, measure.Timing]:
+            a, guest = measure.guestgate_knock(scene, name)
+            time.sleep(SETTLE_SECONDS)
+            b = measure.guestgate_approve(scene, guest)
+            guest.browser.close()
+            if cold:
+                measure.leave(scene, guest.user_id)
+            return a, b
 
-            def floor_guest(name: str) -> tuple[measure.Timing, measure.Timing]:
-                a, guest = measure.floor_knock(scene, name)
-                time.sleep(SETTLE_SECONDS)
-                b = measure.floor_approve(scene, guest)
-                if cold:
-                    measure.leave(scene, guest.user_id)
-                return a, b
+        def floor_guest(name: str) -> tuple[measure.Timing, measure.Timing]:
+            a, guest = measure.floor_knock(scene, name)
+            time.sleep(SETTLE_SECONDS)
+            b = measure.floor_approve(scene, guest)
+            if cold:
+                measure.leave(scene, guest.user_id)
+            return a, b
 
-            paths: list[tuple[str, Callable[[str], tuple[measure.Timing, measure.Timing]]]] = [
-                ("guestgate", guestgate_guest),
-                ("floor", floor_guest),
-            ]
-            if number % 2 == 0:  # alternate who goes first, so drift hits both alike
-                paths.reverse()
-            results: dict[str, tuple[measure.Timing, measure.Timing]] = {}
-            for path, guest_through in paths:
-                try:
-                    results[path] = guest_through(f"Bench Guest {number}")
-                except BenchError as error:
-                    if (exited := stack.exited()) is not None:
-                        raise BenchError(f"guest {number} ({path}): {exited}") from error
-                    raise
-                time.sleep(SETTLE_SECONDS)
-            if counted:
-                for path, (a, b) in results.items():
-                    keep(f"{path} A", a)
-                    keep(f"{path} B", b)
-            _progress(number, warmup + guests, counted, results)
-        worker_races = worker_log.read_bytes().count(_RACE_MARKER) - worker_races_before
-        floor_races = scene.floor_races.count
-        scene.floor_joiner.close()
+        paths: list[tuple[str, Callable[[str], tuple[measure.Timing, measure.Timing]]]] = [
+            ("guestgate", guestgate_guest),
+            ("floor", floor_guest),
+        ]
+        if number % 2 == 0:  # alternate who goes first, so drift hits both alike
+            paths.reverse()
+        results: dict[str, tuple[measure.Timing, measure.Timing]] = {}
+        for path, guest_through in paths:
+            try:
+                results[path] = guest_through(f"Bench Guest {number}")
+            except BenchError as error:
+                if (exited := stack.exited()) is not None:
+                    raise BenchError(f"guest {number} ({path}): {exited}") from error
+                raise
+            time.sleep(SETTLE_SECONDS)
+        if counted:
+            for path, (a, b) in results.items():
+                keep(f"{path} A", a)
+                keep(f"{path} B", b)
+        _progress(number, warmup + guests, counted, results)
+    worker_races = worker_log.read_bytes().count(_RACE_MARKER) - worker_races_before
+    floor_races = scene.floor_races.count
+    scene.floor_joiner.close()
 
     comparisons = [
         Comparison(
@@ -144,24 +151,25 @@ def run(*, guests: int, warmup: int, cold: bool, json_path: Path) -> int:
     _derive(marks["floor B"], "join call returned", "invite returned")
     _derive(marks["floor B"], "join in main's state", "join call returned")
 
-    print()
-    print(comparison_table(comparisons))
+    outcome = Outcome("guest flow")
+    main_table = comparison_table(comparisons)
     for comparison in comparisons:
         if comparison.verdict == "MISS":
-            print(
-                f"*** MISS: {comparison.step.split('  ', 1)[-1]}: {comparison.ratio:.2f}x the "
+            main_table += (
+                f"\n*** MISS: {comparison.step.split('  ', 1)[-1]}: {comparison.ratio:.2f}x the "
                 f"floor (target <= {TARGET_RATIO}x) ***"
             )
-    print()
+        if comparison.target is not None:
+            outcome.verdicts.append((comparison.step.split("  ", 1)[-1], comparison.verdict))
+    outcome.tables.append(main_table)
     for path in ("guestgate A", "floor A", "guestgate B", "floor B"):
-        print(breakdown_table(path, marks[path]))
-        print()
-    print(
+        outcome.tables.append(breakdown_table(path, marks[path]))
+    outcome.tables.append(
         f"join retries after losing the invite/join race (MATRIX-LAB P8): GuestGate "
         f"{worker_races} (first after {JOIN_RACE_DELAYS[0]:.2f} s), floor {floor_races} "
         f"(each after {measure.FLOOR_RACE_RETRY_SECONDS:.2f} s)"
     )
-    environment["load average at the end"] = _load()
+    environment["load average at the end"] = load_average()
 
     report: dict[str, Any] = {
         "benchmark": "guest_flow",
@@ -176,13 +184,17 @@ def run(*, guests: int, warmup: int, cold: bool, json_path: Path) -> int:
         "invite_join_race_retries": {"guestgate": worker_races, "floor": floor_races},
         "samples_ms": dict(totals),
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results written to {json_path}")
-    return 0
+    write_json(json_path, report)
+    return outcome
 
 
-def _fresh_database() -> None:
+def write_json(path: Path, report: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {path}")
+
+
+def fresh_database() -> None:
     """A new SQLite file in the benchmark's own state directory each run; else migrate."""
     name = Path(str(connection.settings_dict["NAME"]))
     if connection.vendor == "sqlite" and name.resolve().is_relative_to(settings.VAR_DIR):
@@ -215,7 +227,8 @@ def _derive(marks: Marks, later: str, earlier: str) -> None:
         marks[f"  delta {earlier} -> {later}"] = [b - a for b, a in pairs]
 
 
-def _environment(*, cold: bool) -> dict[str, Any]:
+def environment_now() -> dict[str, Any]:
+    """Where the benchmarks run: database, broker, homeservers, machine, load."""
     database = connection.settings_dict
     if connection.vendor == "sqlite":
         db = f"SQLite ({database['NAME']})"
@@ -231,24 +244,38 @@ def _environment(*, cold: bool) -> dict[str, Any]:
     else:
         broker = f"{maybe_sanitize_url(broker_url)} (CELERY_BROKER_URL)"
     return {
+        "code": _code_version(),
         "database": db,
         "broker": broker,
         "homeservers": f"Synapse {metadata.version('matrix-synapse')} pair on loopback, SQLite, "
         f"ports {os.environ.get('GUESTGATE_LOCAL_PORT_BASE')}+",
-        "GuestGate": "manage.py runserver + celery worker --pool threads --concurrency 8",
-        "knocks and joins": "cold (guests leave after their turn)"
-        if cold
-        else "warm after the first join (guests stay in the room)",
+        "GuestGate": "manage.py runserver (threaded) + celery worker --pool threads "
+        f"--concurrency {WORKER_CONCURRENCY}",
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({sys.platform})",
-        "load average at the start": _load(),
+        "load average at the start": load_average(),
     }
 
 
-def _load() -> str:
+def _code_version() -> str:
+    """The commit measured, and whether the working tree had changes (others' work too)."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return described.stdout.strip()
+
+
+def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def _quiet_logging() -> None:
+def quiet_logging() -> None:
     """Keep this process's informational log lines (e.g. each join retry) off the table."""
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname" of the file broker

@@ -27,6 +27,8 @@ from guestgate.localpair.process import LocalPairError, down, ensure_up
 
 #: How long to wait for the pair's ports when a run that just ended still holds them.
 PAIR_PORTS_WAIT_SECONDS = 90.0
+#: Threads of the Celery worker (``--pool threads``); floors that model the worker use as many.
+WORKER_CONCURRENCY = 8
 
 
 class BenchError(RuntimeError):
@@ -171,7 +173,7 @@ def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
                 "--pool",
                 "threads",
                 "--concurrency",
-                "8",
+                str(WORKER_CONCURRENCY),
                 "--loglevel",
                 "INFO",
                 "--without-heartbeat",
