@@ -25,6 +25,7 @@ from kombu.utils.url import maybe_sanitize_url
 from bench import measure
 from bench.report import Comparison, Outcome, breakdown_table, comparison_table, median, p95
 from bench.stack import WORKER_CONCURRENCY, BenchError, Stack
+from bench.webserver import LISTEN_BACKLOG
 from guestgate.celery import app as celery_app
 from guestgate.matrix import MatrixClient
 from guestgate.matrix.client import JOIN_RACE_DELAYS
@@ -249,7 +250,8 @@ def environment_now() -> dict[str, Any]:
         "broker": broker,
         "homeservers": f"Synapse {metadata.version('matrix-synapse')} pair on loopback, SQLite, "
         f"ports {os.environ.get('GUESTGATE_LOCAL_PORT_BASE')}+",
-        "GuestGate": "manage.py runserver (threaded) + celery worker --pool threads "
+        "GuestGate": "manage.py runserver (threaded, listen backlog "
+        f"{LISTEN_BACKLOG}) + celery worker --pool threads "
         f"--concurrency {WORKER_CONCURRENCY}",
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({sys.platform})",
         "load average at the start": load_average(),

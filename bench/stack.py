@@ -121,8 +121,8 @@ def _start_web(pair: LocalPair, log_path: Path) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [
                 sys.executable,
-                "manage.py",
-                "runserver",
+                "-m",
+                "bench.webserver",  # runserver with a production-sized listen backlog
                 address,
                 "--noreload",
                 "--skip-checks",
