@@ -12,6 +12,7 @@ COPY manage.py ./
 RUN pip install --no-cache-dir .
 RUN GUESTGATE_DEBUG=true python manage.py collectstatic --noinput --skip-checks
 EXPOSE 8000
-# Threads: lobbies and dashboards hold a long poll open. Static files: WhiteNoise.
-CMD ["gunicorn", "guestgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", \
-     "--worker-class", "gthread", "--threads", "64", "--timeout", "60"]
+# Threads (guestgate/gunicorn_config.py): lobbies and dashboards hold a long poll open.
+# Static files: WhiteNoise.
+CMD ["gunicorn", "guestgate.wsgi", "--config", "python:guestgate.gunicorn_config", \
+     "--bind", "0.0.0.0:8000", "--workers", "2"]

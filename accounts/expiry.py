@@ -155,11 +155,11 @@ def guest_accounts_reconcile(*, now: datetime | None = None) -> Reconciliation:
     closed: list[str] = []
     registered_long_ago = now - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     gone = GuestAccount.objects.filter(
-        status=Status.ACTIVE, registered_at__lt=registered_long_ago
+        status__in=[Status.ACTIVE, Status.SPARE], registered_at__lt=registered_long_ago
     ).exclude(user_id__in=alive_on_server)
     for account in gone.iterator():
         with transaction.atomic():
-            if GuestAccount.objects.filter(pk=account.pk, status=Status.ACTIVE).update(
+            if GuestAccount.objects.filter(pk=account.pk, status=account.status).update(
                 status=Status.EXPIRED,
                 expired_at=now,
                 deactivated_at=now,

@@ -73,6 +73,7 @@ class GuestAccount(models.Model):
     """
 
     class Status(models.TextChoices):
+        SPARE = "spare", "spare (ready, not given to a guest yet)"
         PENDING = "pending", "being created"
         ACTIVE = "active", "active"
         EXPIRING = "expiring", "expiring"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.crypto import decrypt, encrypt, token_hash
-from guestgate.matrix import Session, UserInUse
+from guestgate.matrix import MatrixClient, Session, UserInUse
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ def default_policy() -> RetentionPolicy:
 
 
 def guest_account_create(
-    *, display_name: str, browser_key: str, policy: RetentionPolicy
+    *,
+    display_name: str,
+    browser_key: str,
+    policy: RetentionPolicy,
+    status: str = GuestAccount.Status.PENDING,
 ) -> GuestAccount:
     """Record a new guest account; it is registered on the homeserver by a task afterwards."""
     localpart = f"{settings.GUEST_USER_PREFIX}{secrets.token_hex(8)}"
@@ -35,8 +39,9 @@ def guest_account_create(
         localpart=localpart,
         user_id=homeservers.guest_user_id(localpart),
         display_name=display_name,
-        browser_key_hash=token_hash(browser_key),
+        browser_key_hash=token_hash(browser_key) if browser_key else "",
         policy=policy,
+        status=status,
         last_seen_at=timezone.now(),
     )
 
@@ -78,40 +83,46 @@ def guest_account_rename(account: GuestAccount, *, display_name: str) -> None:
 
 
 def guest_account_provision(account: GuestAccount) -> None:
-    """Register the account, set its display name and log in its device, on the guest server.
+    """Register the account, log in its device and set its display name, on the guest server.
 
     Every step is idempotent and its completion recorded, so a retry after a failure at any
-    point finishes the job without a second account or a stray device.
+    point finishes the job without a second account or a stray device. A spare account
+    (accounts/spares.py) is registered and logged in already: only the display name is left.
 
     Spec: https://spec.matrix.org/v1.16/application-service-api/#server-admin-style-permissions
     """
     with homeservers.guest_appservice() as appservice:
-        if account.registered_at is None:
-            try:
-                appservice.register_appservice_user(account.localpart)
-            except UserInUse:
-                # The namespace is exclusive to GuestGate and the localpart random: this is our
-                # own earlier attempt, which the homeserver completed before the answer was lost.
-                logger.info("guest %s was already registered; continuing", account.user_id)
-            account.registered_at = timezone.now()
-            GuestAccount.objects.filter(pk=account.pk).update(registered_at=account.registered_at)
-        guest = appservice.as_user(account.user_id)
-        guest.set_displayname(account.user_id, account.display_name)
-        if not account.access_token_encrypted:
-            # A fixed device id: logging in again on a retry reuses the device.
-            session = appservice.login_appservice_user(
-                account.user_id,
-                device_id=f"GUESTGATE{account.pk}",
-                initial_device_display_name="GuestGate guest",
-            )
-            account.device_id = session.device_id or ""
-            account.access_token_encrypted = encrypt(session.access_token)
+        guest_account_register(appservice, account)
+        appservice.as_user(account.user_id).set_displayname(account.user_id, account.display_name)
+
+
+def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> None:
+    """Register the account and log in its device, unless recorded as done already."""
+    if account.registered_at is None:
+        try:
+            appservice.register_appservice_user(account.localpart)
+        except UserInUse:
+            # The namespace is exclusive to GuestGate and the localpart random: this is our
+            # own earlier attempt, which the homeserver completed before the answer was lost.
+            logger.info("guest %s was already registered; continuing", account.user_id)
+        account.registered_at = timezone.now()
+        GuestAccount.objects.filter(pk=account.pk).update(registered_at=account.registered_at)
+    if not account.access_token_encrypted:
+        # A fixed device id: logging in again on a retry reuses the device.
+        session = appservice.login_appservice_user(
+            account.user_id,
+            device_id=f"GUESTGATE{account.pk}",
+            initial_device_display_name="GuestGate guest",
+        )
+        account.device_id = session.device_id or ""
+        account.access_token_encrypted = encrypt(session.access_token)
+        if account.status == GuestAccount.Status.PENDING:
             account.status = GuestAccount.Status.ACTIVE
-            GuestAccount.objects.filter(pk=account.pk).update(
-                device_id=account.device_id,
-                access_token_encrypted=account.access_token_encrypted,
-                status=account.status,
-            )
+        GuestAccount.objects.filter(pk=account.pk).update(
+            device_id=account.device_id,
+            access_token_encrypted=account.access_token_encrypted,
+            status=account.status,
+        )
 
 
 def guest_account_session(account: GuestAccount) -> Session:

@@ -1,4 +1,5 @@
-"""Celery tasks of guest accounts: the expiry sweep, batches of expiries, reconciliation, purge."""
+"""Celery tasks of guest accounts: spares, the expiry sweep, batches of expiries, reconciliation,
+purge."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from accounts.expiry import (
     records_purge,
 )
 from accounts.models import GuestAccount
+from accounts.spares import spare_accounts_refill
 from guestgate.tasks import run_retrying
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,17 @@ def expire_accounts(self: Task, account_ids: list[int]) -> None:
         on_give_up=lambda error: logger.error(
             "expiry of %d accounts postponed: %s", len(account_ids), error
         ),
+    )
+
+
+@shared_task(bind=True, max_retries=5)
+def refill_spare_accounts(self: Task) -> None:
+    """After a guest took a spare, and every minute: top the spare accounts up."""
+    run_retrying(
+        self,
+        spare_accounts_refill,
+        # Given up: guests get new accounts meanwhile; the next minute's refill tries again.
+        on_give_up=lambda error: logger.warning("spare accounts not refilled: %s", error),
     )
 
 

@@ -3,9 +3,10 @@
 Setup (not measured): K guests (and a few probes) ask to join one room through the join form
 and wait on the moderator's queue.
 
-Measured, on GuestGate's web server process (``manage.py runserver``, threaded: one thread per
-connection): its CPU time (utime + stime from /proc) and resident memory, idle and while the K
-long polls (``GET /lobby/<id>/status?since=<version>``, renewed when one answers) are open for
+Measured, on GuestGate's web server (gunicorn as deployed, guestgate/gunicorn_config.py: a
+thread of a worker holds each long poll): its CPU time (utime + stime from /proc, master and
+workers) and resident memory, idle and while the K long polls
+(``GET /lobby/<id>/status?since=<version>``, renewed when one answers) are open for
 ``--lobby-seconds``; the latency of a plain status request (every 0.1 s) in both; and how long
 after a moderator's decision (``join_request_deny`` returned) the guest's own long poll
 answered, with only the probes polling and with all K polling. At the end every K's version is
@@ -30,7 +31,7 @@ from django.utils import timezone
 
 from bench import measure
 from bench.burst import counts_text, phase_timeout, status_counts
-from bench.probes import LatencyProbe, MemoryWatch, cpu_seconds, milliseconds, rss_mib
+from bench.probes import LatencyProbe, MemoryWatch, cpu_seconds, milliseconds, tree_rss_mib
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
@@ -190,7 +191,7 @@ def run(
     try:
         time.sleep(3)  # the last provisioning tasks and pushes settle
         idle_start = time.perf_counter()
-        idle_rss = rss_mib(pid)
+        idle_rss = tree_rss_mib(pid)
         idle_cpu, idle_machine = _cpu_window(pid, IDLE_SECONDS)
         idle_end = time.perf_counter()
 
@@ -320,7 +321,7 @@ def run(
     notes = [
         f"long polls: woken by one watcher thread per process querying every "
         f"{live.TICK_SECONDS} s (rooms/live.py), timeout {LONG_POLL_SECONDS:.0f} s; "
-        "the web server is manage.py runserver (threaded)"
+        "the web server is gunicorn (guestgate/gunicorn_config.py)"
     ]
     if untold:
         notes.append(f"*** {untold} denied guests' long polls never answered ***")

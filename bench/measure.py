@@ -189,7 +189,11 @@ def guestgate_knock(scene: Scene, name: str) -> tuple[Timing, GuestGateGuest]:
     marks = {"form POST answered (302)": ms(posted)}
     marks["join request created (DB)"] = _db_ms(row.created_at.timestamp(), wall)
     if account is not None and account.registered_at is not None:
-        marks["account registered (DB)"] = _db_ms(account.registered_at.timestamp(), wall)
+        registered = _db_ms(account.registered_at.timestamp(), wall)
+        if registered >= 0:
+            marks["account registered (DB)"] = registered
+        else:  # a spare account (accounts/spares.py), registered before the guest came
+            marks["spare accounts taken (count)"] = 1.0
     if event is not None:
         marks["knock push recorded (DB)"] = _db_ms(event.received_at.timestamp(), wall)
     marks["status waiting (DB)"] = _db_ms(row.updated_at.timestamp(), wall)

@@ -16,10 +16,17 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process, all its threads, so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14, 15
+    """User + system CPU time of the process and its descendants (gunicorn's workers), all
+    their threads, so far."""
+    total = 0.0
+    for one in [pid, *descendants(pid)]:
+        try:
+            stat = Path(f"/proc/{one}/stat").read_text()
+        except FileNotFoundError:
+            continue  # a child that exited meanwhile
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: 14, 15
+    return total
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -38,8 +45,20 @@ def rss_mib(pid: int) -> float:
         return 0.0
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of the process and its descendants."""
+    return rss_mib(pid) + sum(rss_mib(child) for child in descendants(pid))
+
+
 def thread_count(pid: int) -> int:
-    return int(_status(pid).get("Threads", "0"))
+    """Threads of the process and its descendants."""
+    total = 0
+    for one in [pid, *descendants(pid)]:
+        try:
+            total += int(_status(one).get("Threads", "0"))
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def descendants(pid: int) -> list[int]:
@@ -67,7 +86,7 @@ def descendants(pid: int) -> list[int]:
 class MemorySample:
     at: float  # perf_counter()
     rss_mib: float  # the process and its descendants
-    threads: int  # of the process itself
+    threads: int  # of the process and its descendants
 
 
 class MemoryWatch:
@@ -90,8 +109,7 @@ class MemoryWatch:
         self._thread.join(timeout=5)
 
     def sample(self) -> MemorySample:
-        rss = rss_mib(self.pid) + sum(rss_mib(child) for child in descendants(self.pid))
-        return MemorySample(time.perf_counter(), rss, thread_count(self.pid))
+        return MemorySample(time.perf_counter(), tree_rss_mib(self.pid), thread_count(self.pid))
 
     def peak(self, start: float = 0.0, end: float = float("inf")) -> float:
         within = [s.rss_mib for s in self.samples if start <= s.at <= end]

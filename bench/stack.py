@@ -29,6 +29,9 @@ from guestgate.localpair.process import LocalPairError, down, ensure_up
 PAIR_PORTS_WAIT_SECONDS = 90.0
 #: Threads of the Celery worker (``--pool threads``); floors that model the worker use as many.
 WORKER_CONCURRENCY = 8
+#: GuestGate's web server: gunicorn with the deployed settings, as many workers as compose runs.
+WEB_SERVER_CONFIG = "guestgate.gunicorn_config"
+WEB_WORKERS = 2
 
 
 class BenchError(RuntimeError):
@@ -122,11 +125,14 @@ def _start_web(pair: LocalPair, log_path: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "bench.webserver",  # runserver with a production-sized listen backlog
+                "gunicorn",  # as deployed (Dockerfile, docker-compose.yml)
+                "guestgate.wsgi",
+                "--config",
+                f"python:{WEB_SERVER_CONFIG}",
+                "--bind",
                 address,
-                "--noreload",
-                "--skip-checks",
-                "--insecure",  # serve static files without DEBUG
+                "--workers",
+                str(WEB_WORKERS),
             ],
             cwd=settings.BASE_DIR,
             env=process_env(),

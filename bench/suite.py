@@ -57,6 +57,8 @@ def benchmark_profile() -> None:
     os.environ.setdefault("GUESTGATE_LOCAL_APPSERVICE_PORT", "48499")
     for limit in ("PER_IP", "PER_LINK", "PER_ROOM"):
         os.environ.setdefault(f"GUESTGATE_JOIN_RATE_{limit}", "1000000")
+    # Spare accounts as deployed (guestgate/settings.py's default; the tests turn them off).
+    os.environ.setdefault("GUESTGATE_SPARE_ACCOUNTS", "5")
 
 
 def _only(value: str) -> list[str]:

@@ -30,6 +30,10 @@ app.conf.update(
             "task": "rooms.tasks.requeue_stuck_join_requests",
             "schedule": 60.0,
         },
+        "refill-spare-accounts": {
+            "task": "accounts.tasks.refill_spare_accounts",
+            "schedule": 60.0,
+        },
         "sweep-expired-accounts": {
             "task": "accounts.tasks.sweep_expired_accounts",
             "schedule": 60.0,
@@ -60,7 +64,9 @@ def _embedded_broker_folders(sender: Celery, **kwargs: object) -> None:
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
         "control_folder": str(folder / "control"),
-        # The default (1 s) would add up to a second to every step a guest waits for.
-        "polling_interval": 0.05,
+        # The default (1 s) would add up to a second to every step a guest waits for; 10 ms
+        # adds 5 ms on average, for about 2 % of a core per idle worker (a directory listing
+        # each time; measured in make bench).
+        "polling_interval": 0.01,
         "store_processed": False,
     }

@@ -25,12 +25,10 @@ def rate_limit_hit(limit: Limit, key: str) -> Verdict:
     """Count one attempt for ``key`` (an IP address, a link, a room) against ``limit``."""
     window = int(time.time() // limit.seconds)
     cache_key = f"ratelimit:{limit.name}:{key}:{window}"
-    cache.add(cache_key, 0, timeout=limit.seconds + 1)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=limit.seconds + 1)
-        count = 1
+        count = cache.incr(cache_key)  # one round trip while the window's counter exists
+    except ValueError:  # the window's first attempt (or its counter just expired)
+        count = 1 if cache.add(cache_key, 1, timeout=limit.seconds + 1) else cache.incr(cache_key)
     if count <= limit.count:
         return Verdict(True, 0)
     return Verdict(False, (window + 1) * limit.seconds - int(time.time()))

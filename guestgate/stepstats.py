@@ -33,7 +33,7 @@ _INDEX_RECHECK_SECONDS = 300.0
 _indexed: dict[str, float] = {}
 
 
-def run_step(step: str, action: Callable[[], None]) -> None:
+def run_step(step: str, action: Callable[[], object]) -> None:
     """Run ``action``, recording how long it took under ``step`` and, when it raises a
     homeserver error, that error's code. Exceptions pass through unchanged."""
     started = time.perf_counter()

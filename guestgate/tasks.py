@@ -46,7 +46,7 @@ def guest_message(error: MatrixError) -> str:
 
 def run_retrying(
     task: Task,
-    action: Callable[[], None],
+    action: Callable[[], object],
     *,
     on_retry: Callable[[], None] = lambda: None,
     on_give_up: Callable[[MatrixError], None],

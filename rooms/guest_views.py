@@ -72,6 +72,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
                     link=link,
                     name=form.cleaned_data["display_name"],
                     browser_key=request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None),
+                    policy=policy,
                 )
             except InviteLinkUnusable as error:
                 return _link_error(request, error)

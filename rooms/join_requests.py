@@ -28,11 +28,13 @@ from accounts.services import (
     guest_account_rename,
     guest_account_returning,
 )
+from accounts.spares import spare_account_take, spare_accounts_refill_after_commit
 from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
 from guestgate.matrix import Forbidden, MatrixError
 from rooms.invite_links import invite_link_redeem
+from rooms.live import changes
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest, MembershipEvent
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ def move_join_request(
         changed = JoinRequest.objects.filter(pk=join_request.pk, status__in=list(from_)).update(
             status=to, version=F("version") + 1, updated_at=timezone.now(), **fields
         )
+        if changed == 1:
+            changes.poke_after_commit()  # this process's long polls hear of it at once
         if changed == 1 and audit is not None:
             AuditEntry.objects.create(
                 room_id=join_request.room_id,
@@ -111,17 +115,24 @@ def policy_for_link(link: InviteLink) -> RetentionPolicy:
 
 
 def join_request_start(
-    *, link: InviteLink, name: CleanName, browser_key: str | None
+    *,
+    link: InviteLink,
+    name: CleanName,
+    browser_key: str | None,
+    policy: RetentionPolicy | None = None,
 ) -> GuestArrival:
     """Record a guest arriving through ``link``; a task then creates the account and knocks.
 
     A returning guest (same browser, within the return window) keeps their account; one who
     submits twice gets the request already under way. Raises InviteLinkUnusable when the
-    link is used up or withdrawn in the meantime; nothing is created then.
+    link is used up or withdrawn in the meantime; nothing is created then. ``policy``: the
+    link's (``policy_for_link``), if the caller has it already.
     """
-    browser_key = browser_key or new_token(32)
+    policy = policy or policy_for_link(link)
     with transaction.atomic():
-        account = guest_account_returning(browser_key=browser_key)
+        # A browser without a key has no account to come back to.
+        account = guest_account_returning(browser_key=browser_key) if browser_key else None
+        browser_key = browser_key or new_token(32)
         if account is not None:
             under_way = JoinRequest.objects.filter(
                 room=link.room, user_id=account.user_id, status__in=JoinRequest.OPEN
@@ -129,7 +140,6 @@ def join_request_start(
             if under_way is not None:
                 return GuestArrival(under_way, browser_key)
             guest_account_rename(account, display_name=name.shown)
-        policy = policy_for_link(link)
         if (
             policy.max_guests_per_room is not None
             and JoinRequest.objects.filter(
@@ -147,7 +157,9 @@ def join_request_start(
             )
         invite_link_redeem(link)
         if account is None:
-            account = guest_account_create(
+            account = spare_account_take(
+                display_name=name.shown, browser_key=browser_key, policy=policy
+            ) or guest_account_create(
                 display_name=name.shown, browser_key=browser_key, policy=policy
             )
         join_request = JoinRequest.objects.create(
@@ -160,6 +172,7 @@ def join_request_start(
             status=Status.PROVISIONING,
         )
         enqueue_after_commit("provision_join_request", join_request.pk)
+        spare_accounts_refill_after_commit()  # after the guest's task: it must not wait
     logger.info("join request %s: guest %s arriving", join_request.pk, account.user_id)
     return GuestArrival(join_request, browser_key)
 
@@ -291,6 +304,7 @@ def join_request_note_retry(join_request: JoinRequest) -> None:
     JoinRequest.objects.filter(pk=join_request.pk, status__in=JoinRequest.OPEN).update(
         attempts=F("attempts") + 1, version=F("version") + 1, updated_at=timezone.now()
     )
+    changes.poke_after_commit()
 
 
 def join_request_retry(join_request: JoinRequest) -> bool:

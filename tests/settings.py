@@ -14,6 +14,9 @@ os.environ.setdefault("GUESTGATE_SECURE_COOKIES", "false")  # the test servers s
 os.environ.setdefault("GUESTGATE_JOIN_RATE_PER_IP", "100000")
 os.environ.setdefault("GUESTGATE_SIGNIN_RATE_PER_ACCOUNT", "100000")
 os.environ.setdefault("GUESTGATE_SIGNIN_RATE_PER_IP", "100000")
+# No spare accounts: the journey tests see every guest's registration (and its faults); the
+# tests of spares turn them on.
+os.environ.setdefault("GUESTGATE_SPARE_ACCOUNTS", "0")
 
 from guestgate.settings import *  # noqa: F403
 from guestgate.settings import DATABASES, VAR_DIR

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from guestgate.embedded_broker import Channel
+from rooms import join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher
 from rooms.models import CallRoom, JoinRequest
@@ -102,3 +103,39 @@ def test_the_embedded_broker_never_shows_a_half_written_message(
 
     assert readable_while_writing == []  # while written, no file had a name a reader takes
     assert [n.endswith(".celery.msg") for n in os.listdir(tmp_path)] == [True]
+
+
+def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_tick(
+    waiting: JoinRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "TICK_SECONDS", 600.0)  # only a poke can make it look again
+    watcher = ChangeWatcher()
+    monkeypatch.setattr(join_requests, "changes", watcher)  # the one move_join_request pokes
+    # Let the watcher take its first look (it wakes everyone once for rows it has not seen).
+    watcher.wait_for_room(waiting.room_id, watcher.room_mark(waiting.room_id), timeout=0.5)
+    poll = in_thread(
+        lambda: watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=600)
+    )
+
+    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+
+    poll.join(timeout=30)
+    assert not poll.is_alive(), "the poke after commit did not wake the long poll"
+
+
+def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> None:
+    watcher = ChangeWatcher()
+    seen: dict[str, object] = {}
+
+    def poll() -> None:
+        own = connections["default"]  # this thread's
+        JoinRequest.objects.get(pk=waiting.pk)  # the view's own query opens it
+        seen["before the wait"] = own.connection
+        look = threading.Timer(0.3, lambda: seen.setdefault("while waiting", own.connection))
+        look.start()
+        watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=0.6)
+        look.join()
+
+    in_thread(poll).join(timeout=30)
+    assert seen["before the wait"] is not None
+    assert seen["while waiting"] is None  # closed (a pool takes it back) until the next query

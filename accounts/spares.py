@@ -1,0 +1,119 @@
+"""Spare guest accounts: registered and logged in on the guest homeserver ahead of time.
+
+An arriving guest takes a spare in the transaction that records them (``spare_account_take``),
+so the provisioning task only sets the display name and knocks: register and login (two calls
+and two records, ~20 ms on the local pair) are off the path from "name typed" to "knock on the
+moderators' screen". A task tops the spares up after every take and each minute
+(``GUESTGATE_SPARE_ACCOUNTS``, default 5; 0 turns them off). When none is ready, a guest gets a
+new account as before, so a burst of guests is never held up by the spares.
+
+A spare is an account like any other (record, act, record; reconciliation knows it), with no
+guest: the expiry sweep leaves it alone, and its lifetime and policy start when it is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import GuestAccount, RetentionPolicy
+from accounts.services import default_policy, guest_account_create, guest_account_register
+from guestgate import homeservers
+from guestgate.crypto import token_hash
+
+logger = logging.getLogger(__name__)
+
+Status = GuestAccount.Status
+
+#: Spares looked at by one take: concurrent guests may race for the same one.
+_TAKE_CANDIDATES = 3
+_REFILL_LOCK = "accounts:spares:refill"
+_REFILL_LOCK_SECONDS = 120
+# A refill already queued: a burst of guests taking (or finding no) spares queues one, not one
+# each, ahead of their own provisioning tasks.
+REFILL_QUEUED = "accounts:spares:refill-queued"
+REFILL_QUEUED_SECONDS = 60
+#: A refill waits this long after a take: registering spares while the guest who took one is
+#: still being set up would slow that guest's own calls on the guest homeserver.
+REFILL_DELAY_SECONDS = 1.0
+
+
+def spares_ready() -> int:
+    return _ready().count()
+
+
+def spare_account_take(
+    *, display_name: str, browser_key: str, policy: RetentionPolicy
+) -> GuestAccount | None:
+    """A ready spare, now this guest's (call inside the transaction that records them); None
+    when no spare is ready. Its lifetime starts now, under ``policy``."""
+    if settings.GUEST_SPARE_ACCOUNTS <= 0:
+        return None
+    now = timezone.now()
+    for pk in _ready().order_by("pk").values_list("pk", flat=True)[:_TAKE_CANDIDATES]:
+        taken = GuestAccount.objects.filter(pk=pk, status=Status.SPARE).update(
+            status=Status.ACTIVE,
+            display_name=display_name,
+            browser_key_hash=token_hash(browser_key),
+            policy=policy,
+            created_at=now,
+            last_seen_at=now,
+        )
+        if taken:
+            return GuestAccount.objects.select_related("policy").get(pk=pk)
+    return None
+
+
+def spare_accounts_refill() -> int:
+    """Make spares until GUESTGATE_SPARE_ACCOUNTS are ready; how many were made ready.
+
+    One refill at a time (a cache lock); a spare a failed refill left half made is finished
+    first, so no account is registered twice or left unknown.
+    """
+    wanted = settings.GUEST_SPARE_ACCOUNTS
+    cache.delete(REFILL_QUEUED)  # a take from now on queues the next refill
+    if wanted <= 0 or not cache.add(_REFILL_LOCK, 1, timeout=_REFILL_LOCK_SECONDS):
+        return 0
+    try:
+        unfinished = list(
+            GuestAccount.objects.filter(status=Status.SPARE, access_token_encrypted="")
+        )
+        missing = wanted - spares_ready() - len(unfinished)
+        policy = default_policy()
+        unfinished += [
+            guest_account_create(
+                display_name="", browser_key="", policy=policy, status=Status.SPARE
+            )
+            for _ in range(max(0, missing))
+        ]
+        with homeservers.guest_appservice() as appservice:
+            for account in unfinished:
+                guest_account_register(appservice, account)
+        if unfinished:
+            logger.info("spare accounts: %d made ready", len(unfinished))
+        return len(unfinished)
+    finally:
+        cache.delete(_REFILL_LOCK)
+
+
+def _ready() -> QuerySet[GuestAccount]:
+    return GuestAccount.objects.filter(status=Status.SPARE).exclude(access_token_encrypted="")
+
+
+def spare_accounts_refill_after_commit() -> None:
+    """Queue a refill once this transaction commits (after the tasks it queued before: a
+    guest's own provisioning goes first), unless one is queued already."""
+    if settings.GUEST_SPARE_ACCOUNTS > 0:
+        transaction.on_commit(_refill_soon)
+
+
+def _refill_soon() -> None:
+    from accounts.tasks import refill_spare_accounts  # the task calls this module
+
+    if cache.add(REFILL_QUEUED, 1, timeout=REFILL_QUEUED_SECONDS):
+        refill_spare_accounts.apply_async(countdown=REFILL_DELAY_SECONDS)
