@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from guestgate.embedded_broker import Channel
+from guestgate.embedded_broker import Channel, FolderWatch
 from rooms import join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher
@@ -139,3 +140,23 @@ def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> No
     in_thread(poll).join(timeout=30)
     assert seen["before the wait"] is not None
     assert seen["while waiting"] is None  # closed (a pool takes it back) until the next query
+
+
+def test_the_embedded_broker_folder_watch_sees_a_message_renamed_into_place(
+    tmp_path: Path,
+) -> None:
+    watch = FolderWatch(str(tmp_path))
+    try:
+
+        def readable() -> bool:
+            return bool(select.select([watch.fd], [], [], 0)[0])
+
+        assert not readable()
+        (tmp_path / "1_x.celery.msg.part").write_text("{}")  # being written: closed, not yet
+        watch.wait(0)  # (the close of the .part file may count: take it)
+        os.replace(tmp_path / "1_x.celery.msg.part", tmp_path / "1_x.celery.msg")
+        assert readable()  # the worker wakes for the message
+        watch.wait(0)
+        assert not readable()  # and sleeps again once it looked
+    finally:
+        watch.close()
