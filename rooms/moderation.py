@@ -79,8 +79,13 @@ def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
         raise
 
 
-def join_request_invite_claimed(join_request: JoinRequest, *, moderator: str) -> None:
-    """The act and record halves of an approval already claimed by ``moderator``."""
+def join_request_invite_claimed(
+    join_request: JoinRequest, *, moderator: str, queue_join: bool = True
+) -> None:
+    """The act and record halves of an approval already claimed by ``moderator``.
+
+    ``queue_join=False``: the caller joins the guest itself (see rooms.tasks.approve_claimed).
+    """
     with homeservers.main_bot() as bot:
         bot.ensure_invited(
             join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
@@ -90,6 +95,7 @@ def join_request_invite_claimed(join_request: JoinRequest, *, moderator: str) ->
         if (
             move_join_request(join_request, from_=DECIDABLE, to=Status.INVITED)
             and join_request.guest_id
+            and queue_join
         ):
             enqueue_after_commit("join_guest", join_request.pk)
 

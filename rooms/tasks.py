@@ -54,15 +54,23 @@ def join_guest(self: Task, join_request_id: int) -> None:
 
 @shared_task(bind=True, max_retries=8)
 def approve_claimed(self: Task, join_request_id: int, moderator: str) -> None:
-    """One invite of "let everyone in"; the claim was taken when the moderator clicked."""
+    """One guest of "let everyone in" (claimed when the moderator clicked): the invite, then
+    the guest's join in the same task. With a join task of its own, each join queued behind
+    all the invites: at 500 guests the median guest joined 72 s after the click."""
     join_request = _load(join_request_id)
     if join_request is None or join_request.decided_by != moderator:
         return
-    run_retrying(
-        self,
-        lambda: moderation.join_request_invite_claimed(join_request, moderator=moderator),
-        on_give_up=lambda error: moderation.join_request_release(join_request, moderator=moderator),
-    )
+    if join_request.status in moderation.DECIDABLE:  # not invited yet (or a retry)
+        run_retrying(
+            self,
+            lambda: moderation.join_request_invite_claimed(
+                join_request, moderator=moderator, queue_join=False
+            ),
+            on_give_up=lambda error: moderation.join_request_release(
+                join_request, moderator=moderator
+            ),
+        )
+    _guest_step(self, join_request_id, services.join_request_join)  # only if invited now
 
 
 @shared_task(bind=True, max_retries=8)
