@@ -62,6 +62,7 @@ class GuestAccountAdmin(admin.ModelAdmin):
         "created_at",
         "last_seen_at",
         "expiring_since",
+        "expiry_started_at",
         "expiry_claim",
         "deactivated_at",
         "expired_at",

@@ -93,6 +93,7 @@ class GuestAccount(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     expiring_since = models.DateTimeField(null=True, blank=True)  # claimed by a sweep
+    expiry_started_at = models.DateTimeField(null=True, blank=True)  # its batch began
     expiry_claim = models.CharField(max_length=32, blank=True, db_index=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)

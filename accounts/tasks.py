@@ -9,6 +9,7 @@ from celery import Task, shared_task
 
 from accounts.expiry import (
     accounts_claim_due,
+    accounts_expiry_started,
     guest_account_expire,
     guest_accounts_reconcile,
     records_purge,
@@ -35,6 +36,7 @@ def expire_accounts(self: Task, account_ids: list[int]) -> None:
     the load on the homeserver bounded. A retry redoes only what is not recorded as done."""
 
     def expire_batch() -> None:
+        accounts_expiry_started(account_ids)
         accounts = GuestAccount.objects.select_related("policy").filter(
             pk__in=account_ids, status=GuestAccount.Status.EXPIRING
         )

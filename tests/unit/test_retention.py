@@ -10,7 +10,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from accounts.expiry import accounts_claim_due, accounts_due_count, records_purge
+from accounts.expiry import (
+    UNSTARTED_CLAIM_SECONDS,
+    accounts_claim_due,
+    accounts_due_count,
+    accounts_expiry_started,
+    records_purge,
+)
 from accounts.models import GuestAccount, RetentionPolicy
 from accounts.services import default_policy, guest_account_returning
 from guestgate.crypto import token_hash
@@ -97,8 +103,27 @@ def test_a_claimed_account_is_not_claimed_again_until_it_is_stuck(
 
     assert accounts_claim_due() == [[guest.pk]]
     assert accounts_claim_due() == []
+    accounts_expiry_started([guest.pk])  # its batch began
     time_machine.shift(timedelta(seconds=301))
-    assert accounts_claim_due() == [[guest.pk]]  # its expiry never finished: try again
+    assert accounts_claim_due() == [[guest.pk]]  # and never finished: try again
+
+
+def test_a_claim_still_waiting_in_the_queue_is_not_claimed_again(
+    time_machine: Any, settings: Any
+) -> None:
+    """25 000 due accounts at ~80/s: the last batches wait in the queue for over 5 minutes.
+    Claiming them again had accounts expired twice (make bench, last session)."""
+    settings.EXPIRY_STUCK_AFTER_SECONDS = 300
+    policy = default_policy()
+    time_machine.move_to(timezone.now(), tick=False)
+    guest = account(policy)
+    time_machine.shift(policy.account_lifetime + timedelta(seconds=1))
+    assert accounts_claim_due() == [[guest.pk]]
+
+    time_machine.shift(timedelta(seconds=301))
+    assert accounts_claim_due() == []  # queued, not stuck
+    time_machine.shift(timedelta(seconds=UNSTARTED_CLAIM_SECONDS))
+    assert accounts_claim_due() == [[guest.pk]]  # the broker lost it: claim it again
 
 
 def test_claims_come_in_batches(time_machine: Any, settings: Any) -> None:
