@@ -15,11 +15,7 @@ finished task frees one without a file event) and every ``IDLE_LOOK_SECONDS`` ot
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import select
-import sys
 import uuid
 from queue import Empty
 from time import monotonic
@@ -28,6 +24,8 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
+
+from guestgate.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch, folder_watch
 
 
 class Channel(filesystem.Channel):
@@ -44,38 +42,6 @@ class Channel(filesystem.Channel):
 #: While the worker could take a message, how long it waits for an inotify event before
 #: looking anyway (a safety net: events are not lost, but a folder may be on NFS).
 IDLE_LOOK_SECONDS = 0.5
-_IN_CLOSE_WRITE = 0x00000008
-_IN_MOVED_TO = 0x00000080
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-
-
-class FolderWatch:
-    """Becomes readable when a file is renamed or written into ``folder`` (Linux inotify)."""
-
-    def __init__(self, folder: str) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        if libc.inotify_add_watch(fd, os.fsencode(folder), _IN_MOVED_TO | _IN_CLOSE_WRITE) < 0:
-            error = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(error, f"inotify_add_watch failed on {folder}")
-        self.fd = fd
-
-    def wait(self, timeout: float) -> None:
-        """Until something arrived (events since the last wait count) or ``timeout``."""
-        readable, _, _ = select.select([self.fd], [], [], timeout)
-        if readable:
-            try:
-                while os.read(self.fd, 65536):
-                    pass
-            except BlockingIOError:
-                pass
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class Transport(filesystem.Transport):
@@ -91,11 +57,8 @@ class Transport(filesystem.Transport):
             self._watch_tried = True
             options = self.client.transport_options if self.client is not None else None
             folder = (options or {}).get("data_folder_in")
-            if folder and sys.platform.startswith("linux") and os.path.isdir(folder):
-                try:
-                    self._watch = FolderWatch(folder)
-                except (OSError, AttributeError):
-                    self._watch = None  # poll every polling_interval, as kombu does
+            if folder:  # else (or off Linux) poll every polling_interval, as kombu does
+                self._watch = folder_watch(str(folder), IN_MOVED_TO | IN_CLOSE_WRITE)
         return self._watch
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:

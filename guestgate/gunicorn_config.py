@@ -17,4 +17,9 @@ threads = 256
 timeout = 60  # a long poll answers after 20 s; a request stuck for 60 s is restarted
 graceful_timeout = 25  # the long polls of a stopping worker end within 20 s
 backlog = 2048  # 500 guests submitting the join form at once (make bench's burst)
+# Idle kept-alive connections stay open longer than clients keep them (httpx 5 s, browsers and
+# proxies up to 60 s), so the client closes first. With gunicorn's 2 s, a guest's request sent
+# on a connection gunicorn was just closing got no answer: 212 of 500 join forms in a burst
+# (make bench) failed with "Server disconnected without sending a response".
+keepalive = 75
 accesslog = None

@@ -1,11 +1,12 @@
-"""Waking long polls when a join request changes, at the cost of one query per tick per
+"""Waking long polls when a join request changes, at the cost of one query per change per
 process, however many guests and moderators are waiting.
 
 One watcher thread per process (started when the first poll waits, stopped when none is
 left) asks the database which join requests changed since its last look, and wakes the
-polls waiting on them or on their room. Works across processes (the worker's changes are
-seen too) with nothing but the database; a change committed in this process (a push from the
-main homeserver, a moderator's click) makes it look at once (``poke``).
+polls waiting on them or on their room. It looks when the database says something was
+committed (rooms/dbsignal.py: SQLite's log written, PostgreSQL's NOTIFY), by any process;
+where it cannot hear that, every ``TICK_SECONDS``, and at once after a change committed in
+this process (``poke``).
 
 A waiting poll holds a thread but no database connection: 500 waiting guests must not hold
 500 PostgreSQL connections.
@@ -21,11 +22,18 @@ from datetime import timedelta
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from rooms.dbsignal import ChangeSignal, change_signal
 from rooms.models import JoinRequest
 
-#: How often the watcher looks for other processes' changes while someone waits: 5 ms of delay
-#: on average, for one precompiled indexed query each time (about 1 % of a core).
+#: How often the watcher looks while someone waits, when it cannot hear of commits: 5 ms of
+#: delay on average, for one precompiled indexed query each time (with 2 gunicorn workers ~12 %
+#: of a core on the benchmark machine, however many wait).
 TICK_SECONDS = 0.01
+#: When it hears of commits: it looks anyway this often (a safety net), and at most this often
+#: (a busy database would otherwise have it look after every commit).
+SIGNALLED_TICK_SECONDS = 1.0
+MIN_LOOK_SECONDS = 0.005
+EXIT_CHECK_SECONDS = 0.25
 # Rows are read again for this long after they changed: a transaction that commits a little
 # after its updated_at was set is still seen.
 OVERLAP = timedelta(seconds=2)
@@ -54,6 +62,12 @@ class ChangeWatcher:
         """Return when a request of the room changed after ``room_mark`` gave ``mark``."""
         self._wait(lambda: self._rooms.get(room_pk, (0, 0.0))[0] != mark, timeout)
 
+    def join(self, timeout: float) -> None:
+        """Wait for the watcher thread to end (none waits any more): its connections closed."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     def poke(self) -> None:
         """Look for changes now, not at the next tick (a change was committed here)."""
         self._poked.set()
@@ -77,10 +91,13 @@ class ChangeWatcher:
                     self._changed.wait(left)
             finally:
                 self._waiting -= 1
+                if self._waiting == 0:
+                    self._poked.set()  # the watcher ends now, not after its tick
 
     def _run(self) -> None:
         since = timezone.now() - OVERLAP
         changed_since = _ChangedSince()
+        signal = change_signal()
         try:
             while True:
                 with self._changed:
@@ -89,13 +106,28 @@ class ChangeWatcher:
                         return
                 now = timezone.now()
                 self._poked.clear()
+                looked = time.monotonic()
                 rows = changed_since(since - OVERLAP)
                 since = now
                 self._record(rows)
-                self._poked.wait(TICK_SECONDS)
+                if signal is None:
+                    self._poked.wait(TICK_SECONDS)
+                else:
+                    self._wait_for_signal(signal)
+                    time.sleep(max(0.0, looked + MIN_LOOK_SECONDS - time.monotonic()))
         finally:
+            if signal is not None:
+                signal.close()
             connection.close()
             close_old_connections()
+
+    def _wait_for_signal(self, signal: ChangeSignal) -> None:
+        """Until the database says something changed, or the safety tick; in short slices, so
+        the thread ends (and closes its connections) soon after the last poll left."""
+        deadline = time.monotonic() + SIGNALLED_TICK_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and self._waiting > 0:
+            if signal.wait(min(left, EXIT_CHECK_SECONDS)):
+                return
 
     def _record(self, rows: Sequence[tuple[object, int, int]]) -> None:
         seen_at = time.monotonic()

@@ -6,14 +6,16 @@ import os
 import select
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.db import connection, connections
+from django.db.models import F
 from django.utils import timezone
 
-from guestgate.embedded_broker import Channel, FolderWatch
+from guestgate.embedded_broker import Channel
+from guestgate.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
 from rooms import join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher
@@ -36,7 +38,24 @@ def waiting() -> JoinRequest:
     )
 
 
-def in_thread(target: Callable[[], None]) -> threading.Thread:
+@pytest.fixture(autouse=True)
+def _watchers_stop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every watcher a test made has ended (and closed its connections) before the next test:
+    PostgreSQL cannot drop a test database someone is still connected to."""
+    made: list[ChangeWatcher] = []
+    real_init = ChangeWatcher.__init__
+
+    def init(self: ChangeWatcher) -> None:
+        real_init(self)
+        made.append(self)
+
+    monkeypatch.setattr(ChangeWatcher, "__init__", init)
+    yield
+    for watcher in made:
+        watcher.join(timeout=10)
+
+
+def in_thread(target: Callable[[], object]) -> threading.Thread:
     def run() -> None:
         try:
             target()
@@ -110,6 +129,7 @@ def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_ti
     waiting: JoinRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "TICK_SECONDS", 600.0)  # only a poke can make it look again
+    monkeypatch.setattr(live, "change_signal", lambda: None)  # as where it cannot hear commits
     watcher = ChangeWatcher()
     monkeypatch.setattr(join_requests, "changes", watcher)  # the one move_join_request pokes
     # Let the watcher take its first look (it wakes everyone once for rows it has not seen).
@@ -122,6 +142,32 @@ def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_ti
 
     poll.join(timeout=30)
     assert not poll.is_alive(), "the poke after commit did not wake the long poll"
+
+
+def test_another_connections_commit_wakes_polls_through_the_database_signal(
+    waiting: JoinRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the write-ahead log's folder changes; PostgreSQL: the trigger's NOTIFY. No
+    poke and no tick: an UPDATE from another thread's connection, as the worker's would be."""
+    monkeypatch.setattr(live, "SIGNALLED_TICK_SECONDS", 600.0)
+    monkeypatch.setattr(live, "TICK_SECONDS", 600.0)
+    watcher = ChangeWatcher()
+    watcher.wait_for_room(waiting.room_id, watcher.room_mark(waiting.room_id), timeout=0.5)
+    poll = in_thread(
+        lambda: watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=600)
+    )
+    poll.join(timeout=1)
+    assert poll.is_alive()  # waiting: nothing changed yet
+
+    bump = in_thread(
+        lambda: JoinRequest.objects.filter(pk=waiting.pk).update(
+            version=F("version") + 1, updated_at=timezone.now()
+        )
+    )
+    bump.join(timeout=30)
+
+    poll.join(timeout=30)
+    assert not poll.is_alive(), "the other connection's commit did not wake the long poll"
 
 
 def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> None:
@@ -145,7 +191,7 @@ def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> No
 def test_the_embedded_broker_folder_watch_sees_a_message_renamed_into_place(
     tmp_path: Path,
 ) -> None:
-    watch = FolderWatch(str(tmp_path))
+    watch = FolderWatch(str(tmp_path), IN_MOVED_TO | IN_CLOSE_WRITE)
     try:
 
         def readable() -> bool:
