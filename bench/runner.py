@@ -142,6 +142,12 @@ def run(
             None,
         ),
         Comparison(
+            'A" (reference: floor without register and login, as for a spare account)',
+            totals["guestgate A"],
+            _without_register_and_login(totals["floor A"], marks["floor A"]),
+            None,
+        ),
+        Comparison(
             "B  approve -> guest joined and told",
             totals["guestgate B"],
             totals["floor B"],
@@ -249,6 +255,20 @@ def _progress(
         f"   B: GuestGate {gg_b.total_ms:5.0f}  floor {floor_b.total_ms:5.0f} ms",
         flush=True,
     )
+
+
+def _without_register_and_login(totals: list[float], marks: Marks) -> list[float]:
+    """The floor's guests less their register and login calls: what the bare calls take for
+    a guest who got a spare account (accounts/spares.py), i.e. display name + knock + until
+    main shows it. GuestGate's own cost on top of the calls it makes."""
+    registered = marks["registered (inhibit_login)"]
+    named, logged_in = marks["display name set"], marks["logged in (device)"]
+    return [
+        total - register - (login_done - name_done)
+        for total, register, name_done, login_done in zip(
+            totals, registered, named, logged_in, strict=True
+        )
+    ]
 
 
 def _derive(marks: Marks, later: str, earlier: str) -> None:

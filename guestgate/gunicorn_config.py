@@ -4,8 +4,10 @@
 
 Threads, not sync workers: every waiting guest's lobby and every open dashboard holds a long
 poll (up to 20 s) on a thread, without a database connection (rooms/live.py). With 2 workers of
-256 threads, 500 guests can wait at once (make bench's lobby benchmark measures this). More:
-``WEB_CONCURRENCY=4`` (workers) or ``GUNICORN_CMD_ARGS="--threads 512"``.
+512 threads, 500 guests can wait at once with room to spare (make bench's lobby benchmark:
+with 256 threads each, 500 waiting lobbies left too few threads and a moderator's decision
+took up to 17 s to reach some of them). More: ``WEB_CONCURRENCY=4`` (workers) or
+``GUNICORN_CMD_ARGS="--threads 1024"``; a thread waiting on a long poll costs ~165 KiB.
 
 No access log: gunicorn's would print invite links (/j/<token>); GuestGate logs requests
 itself, with tokens redacted. gunicorn sets TCP_NODELAY on its sockets (Django's runserver
@@ -13,7 +15,8 @@ does not, which adds ~40 ms to answers on kept-alive connections: Nagle + delaye
 """
 
 worker_class = "gthread"
-threads = 256
+threads = 512
+worker_connections = 2000  # open connections per worker: long polls and idle kept-alive ones
 timeout = 60  # a long poll answers after 20 s; a request stuck for 60 s is restarted
 graceful_timeout = 25  # the long polls of a stopping worker end within 20 s
 backlog = 2048  # 500 guests submitting the join form at once (make bench's burst)
