@@ -22,9 +22,15 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
-from accounts.services import default_policy, guest_account_create, guest_account_register
+from accounts.services import (
+    default_policy,
+    guest_account_create,
+    guest_account_register,
+    guest_account_session,
+)
 from guestgate import homeservers
 from guestgate.crypto import token_hash
+from guestgate.matrix import Forbidden, UnknownToken
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,7 @@ def spare_accounts_refill() -> int:
     if wanted <= 0 or not cache.add(_REFILL_LOCK, 1, timeout=_REFILL_LOCK_SECONDS):
         return 0
     try:
+        _close_spares_gone_from_the_server()
         unfinished = list(
             GuestAccount.objects.filter(status=Status.SPARE, access_token_encrypted="")
         )
@@ -99,6 +106,24 @@ def spare_accounts_refill() -> int:
         return len(unfinished)
     finally:
         cache.delete(_REFILL_LOCK)
+
+
+def _close_spares_gone_from_the_server() -> None:
+    """A ready spare whose token the guest homeserver no longer knows (the server was reset,
+    or an admin deactivated it) would fail the guest who takes it: close it instead. One
+    whoami per spare at each refill."""
+    with homeservers.guest_appservice() as appservice:
+        for spare in _ready():
+            try:
+                appservice.with_token(guest_account_session(spare).access_token).whoami()
+            except (UnknownToken, Forbidden) as error:
+                logger.warning("spare account %s is gone from the server (%s)", spare, error)
+                GuestAccount.objects.filter(pk=spare.pk, status=Status.SPARE).update(
+                    status=Status.EXPIRED,
+                    expired_at=timezone.now(),
+                    access_token_encrypted="",
+                    expiry_reason="gone from server",
+                )
 
 
 def _ready() -> QuerySet[GuestAccount]:

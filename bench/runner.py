@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.db import connection
 from kombu.utils.url import maybe_sanitize_url
 
+from accounts.services import default_policy
 from accounts.spares import REFILL_QUEUED as SPARES_REFILL_QUEUED
 from accounts.spares import spares_ready
 from bench import measure
@@ -232,13 +233,18 @@ def write_json(path: Path, report: Mapping[str, Any]) -> None:
 
 
 def fresh_database() -> None:
-    """A new SQLite file in the benchmark's own state directory each run; else migrate."""
+    """An empty database each run: a new SQLite file in the benchmark's own state directory,
+    or (DATABASE_URL) every table emptied. Rows of an earlier run name accounts of a
+    homeserver pair that may have been reset since (a spare account would fail its guest)."""
     name = Path(str(connection.settings_dict["NAME"]))
     if connection.vendor == "sqlite" and name.resolve().is_relative_to(settings.VAR_DIR):
         connection.close()
         for stale in (name, Path(f"{name}-journal"), Path(f"{name}-wal"), Path(f"{name}-shm")):
             stale.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
+    if connection.vendor != "sqlite":
+        call_command("flush", interactive=False, verbosity=0)
+        default_policy()  # made again (the migration made the first)
 
 
 def _progress(

@@ -107,3 +107,19 @@ def test_expiry_leaves_spares_alone_and_reconciliation_knows_them(
     assert not {s.pk for s in two_spares} & set(claimed)
     assert not {s.user_id for s in two_spares} & set(result.deactivated_unknown)
     assert spares_ready() == 2
+
+
+def test_a_spare_gone_from_the_server_is_replaced_not_given_to_a_guest(
+    two_spares: list[GuestAccount], guest_appservice: MatrixClient
+) -> None:
+    gone = two_spares[0]
+    guest_appservice.as_user(gone.user_id).deactivate(erase=True)  # e.g. an admin, a reset
+
+    assert spare_accounts_refill() == 1  # the gone one closed, a new one made
+
+    gone.refresh_from_db()
+    assert gone.status == Status.EXPIRED and gone.expiry_reason == "gone from server"
+    assert spares_ready() == 2
+    assert gone.pk not in set(
+        GuestAccount.objects.filter(status=Status.SPARE).values_list("pk", flat=True)
+    )
