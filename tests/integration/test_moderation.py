@@ -13,6 +13,7 @@ from rooms.models import AuditEntry, CallRoom, JoinRequest
 from rooms.tasks import approve_claimed, join_guest
 from tests.conftest import Person
 from tests.guestbrowser import GuestBrowser, ModeratorBrowser
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
 
@@ -31,6 +32,18 @@ def mona(guestgate_web: str, moderator: Person) -> Iterator[ModeratorBrowser]:
     assert browser.sign_in(moderator.user_id, moderator.password).status_code == 302
     yield browser
     browser.close()
+
+
+def joined_on_main(main_bot: MatrixClient, room: CallRoom, request: JoinRequest) -> None:
+    """Main shows the guest joined. GuestGate's "joined" is the guest homeserver's answer;
+    main hears of it a moment later when that server is in the room already (MATRIX-LAB P5,
+    for joins as for knocks)."""
+
+    def joined() -> bool:
+        member = main_bot.member(room.room_id, request.user_id)
+        return member is not None and member.membership == "join"
+
+    wait_for(joined, what=f"{request.display_name}'s join on main")
 
 
 def waiting_guest(guest: GuestBrowser, token: str, name: str) -> JoinRequest:
@@ -79,8 +92,7 @@ def test_approving_at_the_dashboard_lets_the_guest_in(
     assert mona.post(f"/moderator/requests/{request.pk}/approve").status_code == 302
 
     guest.wait_for("joined")
-    member = main_bot.member(call_room.room_id, request.user_id)
-    assert member is not None and member.membership == "join"
+    joined_on_main(main_bot, call_room, request)
     entry = AuditEntry.objects.get(action=AuditEntry.Action.APPROVED)
     assert (entry.actor, entry.subject, entry.via_guestgate) == (
         moderator.user_id,
@@ -245,7 +257,9 @@ def test_the_api_approves_and_denies_like_the_dashboard(
     )
 
     assert {r["display_name"] for r in queue} == {"Alice (Guest)", "Bob (Guest)"}
-    assert approved.status_code == 200 and approved.json()["status"] in ("invited", "joined")
+    # Invited when the bot's invite returned; the worker may already have started the join.
+    assert approved.status_code == 200
+    assert approved.json()["status"] in ("invited", "joining", "joined")
     assert denied.status_code == 200 and denied.json()["status"] == "denied"
     alice.wait_for("joined")
     assert bob.wait_for("denied")["reason"] == "Full room"
@@ -268,8 +282,7 @@ def test_letting_everyone_in_invites_them_all_through_the_worker(
     for guest in guests:
         guest.wait_for("joined")
     for request in requests:
-        member = main_bot.member(call_room.room_id, request.user_id)
-        assert member is not None and member.membership == "join"
+        joined_on_main(main_bot, call_room, request)
     approvals = AuditEntry.objects.filter(action=AuditEntry.Action.APPROVED)
     assert sorted(a.subject for a in approvals) == sorted(r.user_id for r in requests)
     assert {a.actor for a in approvals} == {moderator.user_id}
@@ -294,5 +307,4 @@ def test_one_task_of_letting_everyone_in_invites_and_joins_its_guest(
     request.refresh_from_db()
     assert request.status == JoinRequest.Status.JOINED  # when the task ends
     assert joins_queued == []
-    member = main_bot.member(call_room.room_id, request.user_id)
-    assert member is not None and member.membership == "join"
+    joined_on_main(main_bot, call_room, request)
