@@ -82,18 +82,19 @@ def guest_account_rename(account: GuestAccount, *, display_name: str) -> None:
         account.display_name = display_name
 
 
-def guest_account_provision(account: GuestAccount) -> None:
+def guest_account_provision(account: GuestAccount, appservice: MatrixClient) -> None:
     """Register the account, log in its device and set its display name, on the guest server.
 
     Every step is idempotent and its completion recorded, so a retry after a failure at any
     point finishes the job without a second account or a stray device. A spare account
     (accounts/spares.py) is registered and logged in already: only the display name is left.
+    ``appservice``: GuestGate's appservice client on the guest homeserver (its connection is
+    reused for the knock that follows).
 
     Spec: https://spec.matrix.org/v1.16/application-service-api/#server-admin-style-permissions
     """
-    with homeservers.guest_appservice() as appservice:
-        guest_account_register(appservice, account)
-        appservice.as_user(account.user_id).set_displayname(account.user_id, account.display_name)
+    guest_account_register(appservice, account)
+    appservice.as_user(account.user_id).set_displayname(account.user_id, account.display_name)
 
 
 def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> None:

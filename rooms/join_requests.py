@@ -32,7 +32,7 @@ from accounts.spares import spare_account_take, spare_accounts_refill_after_comm
 from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
-from guestgate.matrix import Forbidden, MatrixError
+from guestgate.matrix import Forbidden, MatrixClient, MatrixError
 from rooms.invite_links import invite_link_redeem
 from rooms.live import changes
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest, MembershipEvent
@@ -188,8 +188,9 @@ def join_request_provision(join_request: JoinRequest) -> None:
     """
     if join_request.status != Status.PROVISIONING or join_request.guest is None:
         return
-    guest_account_provision(join_request.guest)
-    membership = _ensure_knocked(join_request)
+    with homeservers.guest_appservice() as appservice:  # one connection for every call
+        guest_account_provision(join_request.guest, appservice)
+        membership = _ensure_knocked(join_request, appservice)
     if membership == "ban":
         move_join_request(
             join_request,
@@ -224,21 +225,19 @@ def join_request_provision(join_request: JoinRequest) -> None:
 PRE_APPROVED = "a pre-approved invite link"
 
 
-def _ensure_knocked(join_request: JoinRequest) -> str:
+def _ensure_knocked(join_request: JoinRequest, appservice: MatrixClient) -> str:
     """Knock as the guest; the membership on main afterwards (knock, invite, join or ban)."""
     room_id = join_request.room.room_id
-    with homeservers.guest_appservice() as appservice:
-        guest = appservice.as_user(join_request.user_id)
-        try:
-            guest.knock(room_id, via=_via())
-            return "knock"
-        except Forbidden:
-            # Already knocking, already invited (a retry), or banned: the main server knows.
-            with homeservers.main_bot() as bot:
-                member = bot.member(room_id, join_request.user_id)
-            if member is None or member.membership not in ("knock", "invite", "join", "ban"):
-                raise
-            return member.membership
+    try:
+        appservice.as_user(join_request.user_id).knock(room_id, via=_via())
+        return "knock"
+    except Forbidden:
+        # Already knocking, already invited (a retry), or banned: the main server knows.
+        with homeservers.main_bot() as bot:
+            member = bot.member(room_id, join_request.user_id)
+        if member is None or member.membership not in ("knock", "invite", "join", "ban"):
+            raise
+        return member.membership
 
 
 def join_request_join(join_request: JoinRequest) -> None:
