@@ -12,8 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,9 +54,10 @@ def process_env(
     homeserver_pair: LocalPair,
     guest_hs_proxy: FaultProxy,
     main_hs_proxy: FaultProxy,
-) -> dict[str, str]:
+    django_db_blocker: Any,
+) -> Iterator[dict[str, str]]:
     """The environment of GuestGate's processes: the test database, homeservers via proxies."""
-    return {
+    yield {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "GUESTGATE_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
@@ -62,6 +65,27 @@ def process_env(
         "GUEST_HS_PUBLIC_URL": homeserver_pair.guest.client_url,
         "MAIN_HS_URL": main_hs_proxy.url,
     }
+    # The processes are stopped (their fixtures ended first). PostgreSQL ends their sessions a
+    # moment after they exit; dropping the test database before that fails.
+    with django_db_blocker.unblock():
+        _wait_for_other_database_sessions_to_end()
+
+
+def _wait_for_other_database_sessions_to_end(timeout: float = 10.0) -> None:
+    if connection.vendor != "postgresql":
+        return
+    getattr(connection, "close_pool", lambda: None)()  # this process's pooled connections
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.1)
+    connection.close()
 
 
 def _log_file(name: str) -> Path:
