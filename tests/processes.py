@@ -74,18 +74,23 @@ def process_env(
 def _wait_for_other_database_sessions_to_end(timeout: float = 10.0) -> None:
     if connection.vendor != "postgresql":
         return
+    import psycopg
+
     getattr(connection, "close_pool", lambda: None)()  # this process's pooled connections
+    connection.close()
     deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
+    # A connection of its own: through Django's, the pool would open again.
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as own:
+        while True:
+            others = own.execute(
+                "SELECT pid, backend_start, state, left(query, 80) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
+            ).fetchall()
+            if not others or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-    connection.close()
+    if others:
+        print(f"\nstill connected to the test database: {others}", file=sys.stderr)
 
 
 def _log_file(name: str) -> Path:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,6 +46,15 @@ def browser(process_env: dict[str, str]) -> Iterator[Browser]:
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(autouse=True)
+def _database_connections_closed() -> Iterator[None]:
+    """While the loop is marked running, Django keeps this test's database connections in a
+    context of their own, which pytest-django's clean-up does not reach: close them here, or
+    each browser test leaves a session open (PostgreSQL then cannot drop the test database)."""
+    yield
+    connections.close_all()
 
 
 @pytest.fixture
