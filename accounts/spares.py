@@ -30,7 +30,7 @@ from accounts.services import (
 )
 from guestgate import homeservers
 from guestgate.crypto import token_hash
-from guestgate.matrix import Forbidden, UnknownToken
+from guestgate.matrix import Forbidden, MatrixClient, UnknownToken
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +86,19 @@ def spare_accounts_refill() -> int:
     if wanted <= 0 or not cache.add(_REFILL_LOCK, 1, timeout=_REFILL_LOCK_SECONDS):
         return 0
     try:
-        _close_spares_gone_from_the_server()
-        unfinished = list(
-            GuestAccount.objects.filter(status=Status.SPARE, access_token_encrypted="")
-        )
-        missing = wanted - spares_ready() - len(unfinished)
-        policy = default_policy()
-        unfinished += [
-            guest_account_create(
-                display_name="", browser_key="", policy=policy, status=Status.SPARE
-            )
-            for _ in range(max(0, missing))
-        ]
         with homeservers.guest_appservice() as appservice:
+            _close_spares_gone_from_the_server(appservice)
+            unfinished = list(
+                GuestAccount.objects.filter(status=Status.SPARE, access_token_encrypted="")
+            )
+            missing = wanted - spares_ready() - len(unfinished)
+            policy = default_policy()
+            unfinished += [
+                guest_account_create(
+                    display_name="", browser_key="", policy=policy, status=Status.SPARE
+                )
+                for _ in range(max(0, missing))
+            ]
             for account in unfinished:
                 guest_account_register(appservice, account)
         if unfinished:
@@ -108,33 +108,32 @@ def spare_accounts_refill() -> int:
         cache.delete(_REFILL_LOCK)
 
 
-def _close_spares_gone_from_the_server() -> None:
-    """A ready spare whose token the guest homeserver no longer knows (the server was reset,
-    or an admin deactivated it) would fail the guest who takes it: close it instead. One
-    whoami per spare at each refill."""
-    with homeservers.guest_appservice() as appservice:
-        for spare in _ready():
-            try:
-                appservice.with_token(guest_account_session(spare).access_token).whoami()
-            except (UnknownToken, Forbidden) as error:
-                logger.warning("spare account %s is gone from the server (%s)", spare, error)
-                GuestAccount.objects.filter(pk=spare.pk, status=Status.SPARE).update(
-                    status=Status.EXPIRED,
-                    expired_at=timezone.now(),
-                    access_token_encrypted="",
-                    expiry_reason="gone from server",
-                )
-
-
-def _ready() -> QuerySet[GuestAccount]:
-    return GuestAccount.objects.filter(status=Status.SPARE).exclude(access_token_encrypted="")
-
-
 def spare_accounts_refill_after_commit() -> None:
     """Queue a refill once this transaction commits (after the tasks it queued before: a
     guest's own provisioning goes first), unless one is queued already."""
     if settings.GUEST_SPARE_ACCOUNTS > 0:
         transaction.on_commit(_refill_soon)
+
+
+def _close_spares_gone_from_the_server(appservice: MatrixClient) -> None:
+    """A ready spare whose token the guest homeserver no longer knows (the server was reset,
+    or an admin deactivated it) would fail the guest who takes it: close it instead. One
+    whoami per spare at each refill."""
+    for spare in _ready():
+        try:
+            appservice.with_token(guest_account_session(spare).access_token).whoami()
+        except (UnknownToken, Forbidden) as error:
+            logger.warning("spare account %s is gone from the server (%s)", spare, error)
+            GuestAccount.objects.filter(pk=spare.pk, status=Status.SPARE).update(
+                status=Status.EXPIRED,
+                expired_at=timezone.now(),
+                access_token_encrypted="",
+                expiry_reason="gone from server",
+            )
+
+
+def _ready() -> QuerySet[GuestAccount]:
+    return GuestAccount.objects.filter(status=Status.SPARE).exclude(access_token_encrypted="")
 
 
 def _refill_soon() -> None:
