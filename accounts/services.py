@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.crypto import decrypt, encrypt, token_hash
-from guestgate.matrix import MatrixClient, Session, UserInUse
+from guestgate.matrix import Forbidden, MatrixClient, Session, UnknownToken, UserInUse
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,15 @@ def guest_account_provision(account: GuestAccount, appservice: MatrixClient) -> 
     Spec: https://spec.matrix.org/v1.16/application-service-api/#server-admin-style-permissions
     """
     guest_account_register(appservice, account)
-    appservice.as_user(account.user_id).set_displayname(account.user_id, account.display_name)
+    guest = appservice.as_user(account.user_id)
+    try:
+        guest.set_displayname(account.user_id, account.display_name)
+    except Forbidden:
+        # "Application service has not registered this user": the server forgot an account
+        # recorded as registered (a spare or a returning guest's, after a reset).
+        if not guest_account_log_in_again(appservice, account):
+            raise
+        guest.set_displayname(account.user_id, account.display_name)
 
 
 def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> None:
@@ -124,6 +132,35 @@ def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> N
             access_token_encrypted=account.access_token_encrypted,
             status=account.status,
         )
+
+
+def guest_account_token_known(appservice: MatrixClient, account: GuestAccount) -> bool:
+    """Whether the guest homeserver still knows the account's access token (one whoami)."""
+    if not account.access_token_encrypted:
+        return False
+    try:
+        appservice.with_token(decrypt(account.access_token_encrypted)).whoami()
+    except (UnknownToken, Forbidden):  # Forbidden: a deactivated or locked account
+        return False
+    return True
+
+
+def guest_account_log_in_again(appservice: MatrixClient, account: GuestAccount) -> bool:
+    """Give the account a working token if the guest homeserver no longer knows its own; True
+    if it had to.
+
+    The token dies when the guest signs out in their Matrix client (a returning guest comes
+    back with it), an admin logs them out, or the server is reset (then the account itself is
+    gone and is registered again: its localpart is in GuestGate's exclusive namespace).
+    """
+    if guest_account_token_known(appservice, account):
+        return False
+    logger.warning("guest %s: the homeserver no longer knows its token; logging in again", account)
+    account.registered_at = None
+    account.access_token_encrypted = ""
+    GuestAccount.objects.filter(pk=account.pk).update(registered_at=None, access_token_encrypted="")
+    guest_account_register(appservice, account)
+    return True
 
 
 def guest_account_session(account: GuestAccount) -> Session:

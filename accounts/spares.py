@@ -26,11 +26,11 @@ from accounts.services import (
     default_policy,
     guest_account_create,
     guest_account_register,
-    guest_account_session,
+    guest_account_token_known,
 )
 from guestgate import homeservers
 from guestgate.crypto import token_hash
-from guestgate.matrix import Forbidden, MatrixClient, UnknownToken
+from guestgate.matrix import MatrixClient
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,13 @@ def spare_account_take(
     return None
 
 
-def spare_accounts_refill() -> int:
+def spare_accounts_refill(*, check_ready: bool = True) -> int:
     """Make spares until GUESTGATE_SPARE_ACCOUNTS are ready; how many were made ready.
 
     One refill at a time (a cache lock); a spare a failed refill left half made is finished
-    first, so no account is registered twice or left unknown.
+    first, so no account is registered twice or left unknown. ``check_ready``: first close the
+    ready spares the server no longer knows (the minute's refill does; the one after a take
+    does not, so a burst of guests does not whoami every spare once a second).
     """
     wanted = settings.GUEST_SPARE_ACCOUNTS
     cache.delete(REFILL_QUEUED)  # a take from now on queues the next refill
@@ -87,7 +89,8 @@ def spare_accounts_refill() -> int:
         return 0
     try:
         with homeservers.guest_appservice() as appservice:
-            _close_spares_gone_from_the_server(appservice)
+            if check_ready:
+                _close_spares_gone_from_the_server(appservice)
             unfinished = list(
                 GuestAccount.objects.filter(status=Status.SPARE, access_token_encrypted="")
             )
@@ -117,13 +120,11 @@ def spare_accounts_refill_after_commit() -> None:
 
 def _close_spares_gone_from_the_server(appservice: MatrixClient) -> None:
     """A ready spare whose token the guest homeserver no longer knows (the server was reset,
-    or an admin deactivated it) would fail the guest who takes it: close it instead. One
-    whoami per spare at each refill."""
+    or an admin deactivated it) would cost the guest who takes it a second registration
+    (``guest_account_log_in_again``): close it instead. One whoami per spare."""
     for spare in _ready():
-        try:
-            appservice.with_token(guest_account_session(spare).access_token).whoami()
-        except (UnknownToken, Forbidden) as error:
-            logger.warning("spare account %s is gone from the server (%s)", spare, error)
+        if not guest_account_token_known(appservice, spare):
+            logger.warning("spare account %s is gone from the server", spare)
             GuestAccount.objects.filter(pk=spare.pk, status=Status.SPARE).update(
                 status=Status.EXPIRED,
                 expired_at=timezone.now(),
@@ -140,4 +141,6 @@ def _refill_soon() -> None:
     from accounts.tasks import refill_spare_accounts  # the task calls this module
 
     if cache.add(REFILL_QUEUED, 1, timeout=REFILL_QUEUED_SECONDS):
-        refill_spare_accounts.apply_async(countdown=REFILL_DELAY_SECONDS)
+        refill_spare_accounts.apply_async(
+            kwargs={"check_ready": False}, countdown=REFILL_DELAY_SECONDS
+        )

@@ -54,11 +54,11 @@ def expire_accounts(self: Task, account_ids: list[int]) -> None:
 
 
 @shared_task(bind=True, max_retries=5)
-def refill_spare_accounts(self: Task) -> None:
+def refill_spare_accounts(self: Task, check_ready: bool = True) -> None:
     """After a guest took a spare, and every minute: top the spare accounts up."""
     run_retrying(
         self,
-        spare_accounts_refill,
+        lambda: spare_accounts_refill(check_ready=check_ready),
         # Given up: guests get new accounts meanwhile; the next minute's refill tries again.
         on_give_up=lambda error: logger.warning("spare accounts not refilled: %s", error),
     )

@@ -24,6 +24,7 @@ from accounts.models import GuestAccount, RetentionPolicy
 from accounts.services import (
     default_policy,
     guest_account_create,
+    guest_account_log_in_again,
     guest_account_provision,
     guest_account_rename,
     guest_account_returning,
@@ -245,7 +246,13 @@ def join_request_join(join_request: JoinRequest) -> None:
     if join_request.status not in (Status.INVITED, Status.JOINING) or join_request.guest is None:
         return  # people with their own Matrix account join by themselves
     move_join_request(join_request, from_=[Status.INVITED], to=Status.JOINING)
+    account = join_request.guest
     with homeservers.guest_appservice() as appservice:
+        if account.registered_at is not None and account.registered_at < join_request.created_at:
+            # A token from before this request (a spare's, a returning guest's) may have died
+            # since (they signed out in their Matrix client): the lobby hands out a live one.
+            # Before the join: main's push of the join tells the lobby.
+            guest_account_log_in_again(appservice, account)
         appservice.as_user(join_request.user_id).ensure_joined(
             join_request.room.room_id, via=_via()
         )

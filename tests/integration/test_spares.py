@@ -15,10 +15,12 @@ from accounts.expiry import accounts_claim_due, guest_accounts_reconcile
 from accounts.models import GuestAccount
 from accounts.services import default_policy, guest_account_session
 from accounts.spares import spare_accounts_refill, spares_ready
+from guestgate import homeservers
 from guestgate.matrix import MatrixClient
 from rooms.invite_links import invite_link_for_token
 from rooms.join_requests import join_request_provision, join_request_start
 from rooms.models import CallRoom, JoinRequest
+from tests.conftest import unique_localpart
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.homeservers
@@ -123,3 +125,57 @@ def test_a_spare_gone_from_the_server_is_replaced_not_given_to_a_guest(
     assert gone.pk not in set(
         GuestAccount.objects.filter(status=Status.SPARE).values_list("pk", flat=True)
     )
+
+
+def test_a_guest_given_a_spare_the_server_forgot_still_knocks(
+    two_spares: list[GuestAccount],
+    settings: Any,
+    invite_token: str,
+    call_room: CallRoom,
+    main_bot: MatrixClient,
+) -> None:
+    # What a reset guest homeserver leaves: a row recorded as registered and logged in, for
+    # an account and a token the server does not know (taken before the minute's check).
+    forgotten = two_spares[0]
+    with MatrixClient(
+        base_url=settings.GUEST_HS_URL,
+        access_token=guest_account_session(forgotten).access_token,
+    ) as spare:
+        spare.logout()
+    never_registered = unique_localpart(settings.GUEST_USER_PREFIX)
+    GuestAccount.objects.filter(pk=forgotten.pk).update(
+        localpart=never_registered, user_id=homeservers.guest_user_id(never_registered)
+    )
+
+    arrival = join_request_start(
+        link=invite_link_for_token(invite_token),
+        name=CleanName(typed="Gus", shown="Gus (Guest)"),
+        browser_key=None,
+    )
+    join_request = JoinRequest.objects.select_related("room", "guest", "invite_link").get(
+        pk=arrival.join_request.pk
+    )
+    assert join_request.guest is not None and join_request.guest.pk == forgotten.pk
+    join_request_provision(join_request)  # no error: registered and logged in again
+
+    account = GuestAccount.objects.get(pk=forgotten.pk)
+    wait_for(
+        lambda: (
+            (m := main_bot.member(call_room.room_id, account.user_id)) is not None
+            and m.membership == "knock"
+            and m.displayname == "Gus (Guest)"
+        ),
+        what="the knock of the guest given a forgotten spare",
+    )
+    session = guest_account_session(account)
+    with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=session.access_token) as c:
+        assert c.whoami().user_id == account.user_id
+
+
+def test_the_refill_after_a_take_does_not_check_every_spare(
+    two_spares: list[GuestAccount], guest_appservice: MatrixClient
+) -> None:
+    guest_appservice.as_user(two_spares[0].user_id).deactivate(erase=True)
+
+    assert spare_accounts_refill(check_ready=False) == 0  # two look ready: nothing to do
+    assert spare_accounts_refill() == 1  # the minute's refill finds the gone one
