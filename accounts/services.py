@@ -108,30 +108,11 @@ def guest_account_provision(account: GuestAccount, appservice: MatrixClient) -> 
 def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> None:
     """Register the account and log in its device, unless recorded as done already."""
     if account.registered_at is None:
-        try:
-            appservice.register_appservice_user(account.localpart)
-        except UserInUse:
-            # The namespace is exclusive to GuestGate and the localpart random: this is our
-            # own earlier attempt, which the homeserver completed before the answer was lost.
-            logger.info("guest %s was already registered; continuing", account.user_id)
+        _register(appservice, account)
         account.registered_at = timezone.now()
         GuestAccount.objects.filter(pk=account.pk).update(registered_at=account.registered_at)
     if not account.access_token_encrypted:
-        # A fixed device id: logging in again on a retry reuses the device.
-        session = appservice.login_appservice_user(
-            account.user_id,
-            device_id=f"GUESTGATE{account.pk}",
-            initial_device_display_name="GuestGate guest",
-        )
-        account.device_id = session.device_id or ""
-        account.access_token_encrypted = encrypt(session.access_token)
-        if account.status == GuestAccount.Status.PENDING:
-            account.status = GuestAccount.Status.ACTIVE
-        GuestAccount.objects.filter(pk=account.pk).update(
-            device_id=account.device_id,
-            access_token_encrypted=account.access_token_encrypted,
-            status=account.status,
-        )
+        _log_in(appservice, account)
 
 
 def guest_account_token_known(appservice: MatrixClient, account: GuestAccount) -> bool:
@@ -156,10 +137,8 @@ def guest_account_log_in_again(appservice: MatrixClient, account: GuestAccount) 
     if guest_account_token_known(appservice, account):
         return False
     logger.warning("guest %s: the homeserver no longer knows its token; logging in again", account)
-    account.registered_at = None
-    account.access_token_encrypted = ""
-    GuestAccount.objects.filter(pk=account.pk).update(registered_at=None, access_token_encrypted="")
-    guest_account_register(appservice, account)
+    _register(appservice, account)  # "in use" unless the server forgot the account itself
+    _log_in(appservice, account)  # the dead token stays recorded until this one replaces it
     return True
 
 
@@ -170,4 +149,31 @@ def guest_account_session(account: GuestAccount) -> Session:
         user_id=account.user_id,
         device_id=account.device_id,
         access_token=decrypt(account.access_token_encrypted),
+    )
+
+
+def _register(appservice: MatrixClient, account: GuestAccount) -> None:
+    try:
+        appservice.register_appservice_user(account.localpart)
+    except UserInUse:
+        # The namespace is exclusive to GuestGate and the localpart random: this is our own
+        # earlier attempt, which the homeserver completed before the answer was lost.
+        logger.info("guest %s was already registered; continuing", account.user_id)
+
+
+def _log_in(appservice: MatrixClient, account: GuestAccount) -> None:
+    # A fixed device id: logging in again on a retry reuses the device.
+    session = appservice.login_appservice_user(
+        account.user_id,
+        device_id=f"GUESTGATE{account.pk}",
+        initial_device_display_name="GuestGate guest",
+    )
+    account.device_id = session.device_id or ""
+    account.access_token_encrypted = encrypt(session.access_token)
+    if account.status == GuestAccount.Status.PENDING:
+        account.status = GuestAccount.Status.ACTIVE
+    GuestAccount.objects.filter(pk=account.pk).update(
+        device_id=account.device_id,
+        access_token_encrypted=account.access_token_encrypted,
+        status=account.status,
     )
