@@ -29,14 +29,13 @@ from accounts.spares import spares_ready
 from bench import measure
 from bench.report import Comparison, Outcome, breakdown_table, comparison_table, median, p95
 from bench.stack import (
-    WEB_SERVER_CONFIG,
     WEB_WORKERS,
     WORKER_CONCURRENCY,
     BenchError,
     Stack,
     wait_until,
 )
-from guestgate import gunicorn_config
+from guestgate import gunicorn_config, processes
 from guestgate.celery import app as celery_app
 from guestgate.matrix import MatrixClient
 from guestgate.matrix.client import JOIN_RACE_DELAYS
@@ -306,7 +305,7 @@ def environment_now() -> dict[str, Any]:
         "broker": broker,
         "homeservers": f"Synapse {metadata.version('matrix-synapse')} pair on loopback, SQLite, "
         f"ports {os.environ.get('GUESTGATE_LOCAL_PORT_BASE')}+",
-        "GuestGate": f"gunicorn ({WEB_SERVER_CONFIG}, {WEB_WORKERS} workers x "
+        "GuestGate": f"gunicorn ({processes.GUNICORN_CONFIG}, {WEB_WORKERS} workers x "
         f"{gunicorn_config.threads} threads) + celery worker --pool threads "
         f"--concurrency {WORKER_CONCURRENCY}",
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({sys.platform})",

@@ -1,5 +1,6 @@
 """The processes a benchmark runs against: the local homeserver pair, GuestGate's web server
-and a real Celery worker, as in tests/processes.py but on the benchmark's own ports and state.
+and a real Celery worker (guestgate/processes.py, as for the tests), on the benchmark's own ports
+and state.
 
 Everything started here is stopped again by the context manager, also on Ctrl-C or an error;
 the homeserver pair only if this run started it.
@@ -8,7 +9,6 @@ the homeserver pair only if this run started it.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,19 +18,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from django.conf import settings
 from django.db import connection
 
+from guestgate import processes
 from guestgate.localpair import LocalPair, local_pair
 from guestgate.localpair.process import LocalPairError, down, ensure_up
 
 #: How long to wait for the pair's ports when a run that just ended still holds them.
 PAIR_PORTS_WAIT_SECONDS = 90.0
 #: Threads of the Celery worker (``--pool threads``); floors that model the worker use as many.
-WORKER_CONCURRENCY = 8
+WORKER_CONCURRENCY = processes.WORKER_CONCURRENCY
 #: GuestGate's web server: gunicorn with the deployed settings, as many workers as compose runs.
-WEB_SERVER_CONFIG = "guestgate.gunicorn_config"
 WEB_WORKERS = 2
 
 
@@ -86,9 +85,9 @@ def running_stack() -> Iterator[Stack]:
         if started:
             cleanup.callback(down, pair)
         web = _start_web(pair, log_dir / "web.log")
-        cleanup.callback(_stop, web)
+        cleanup.callback(processes.stop, web)
         worker = _start_worker(log_dir / "worker.log")
-        cleanup.callback(_stop, worker)
+        cleanup.callback(processes.stop, worker)
         yield Stack(
             pair=pair,
             web_url=pair.appservice_url,
@@ -121,99 +120,36 @@ def _start_web(pair: LocalPair, log_path: Path) -> subprocess.Popen[bytes]:
         # A readiness probe would pass against whatever holds it (MATRIX-LAB P10).
         raise BenchError(f"{address} is already in use; set GUESTGATE_LOCAL_APPSERVICE_PORT")
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",  # as deployed (Dockerfile, docker-compose.yml)
-                "guestgate.wsgi",
-                "--config",
-                f"python:{WEB_SERVER_CONFIG}",
-                "--bind",
-                address,
-                "--workers",
-                str(WEB_WORKERS),
-            ],
-            cwd=settings.BASE_DIR,
-            env=process_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise BenchError(f"GuestGate's web server exited; see {log_path}")
-        try:
-            ping = httpx.post(f"{pair.appservice_url}/_matrix/app/v1/ping")
-        except httpx.TransportError:
-            return False
-        return ping.status_code == 401
-
-    try:
-        wait_until(answering, what="GuestGate's web server", timeout=30, every=0.1)
-    except BaseException:
-        _stop(process)
-        raise
-    return process
+        # As deployed (Dockerfile, docker-compose.yml).
+        command = processes.gunicorn_command(address, workers=WEB_WORKERS)
+        web = processes.spawn(command, env=process_env(), log=log)
+    _ready_or_bench_error(
+        web,
+        lambda: processes.appservice_answering(pair.appservice_url),
+        "GuestGate's web server",
+        log_path,
+    )
+    return web
 
 
 def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    celery = [sys.executable, "-m", "celery", "-A", "guestgate"]
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
-        settings.CELERY_QUEUE_DIR.joinpath("processed").mkdir(parents=True, exist_ok=True)
-    else:
-        # Messages left by an earlier, interrupted run would name rows of another database.
-        subprocess.run(
-            [*celery, "purge", "-f"],
-            env=process_env(),
-            check=True,
-            capture_output=True,
-            cwd=settings.BASE_DIR,
-        )
+    processes.queue_emptied(process_env())
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *celery,
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(WORKER_CONCURRENCY),
-                "--loglevel",
-                "INFO",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=settings.BASE_DIR,
-            env=process_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        command = processes.worker_command(concurrency=WORKER_CONCURRENCY)
+        worker = processes.spawn(command, env=process_env(), log=log)
+    _ready_or_bench_error(
+        worker, lambda: processes.worker_ready(log_path), "the Celery worker", log_path
+    )
+    return worker
 
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise BenchError(f"the Celery worker exited; see {log_path}")
-        return b"ready." in log_path.read_bytes()
 
+def _ready_or_bench_error(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log_path: Path
+) -> None:
     try:
-        wait_until(ready, what="the Celery worker", timeout=30, every=0.1)
-    except BaseException:
-        _stop(process)
-        raise
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        processes.wait_until_ready(process, ready, what=what, log_path=log_path)
+    except processes.ProcessFailed as error:
+        raise BenchError(str(error)) from None
 
 
 def _port_taken(host: str, port: int) -> bool:

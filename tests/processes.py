@@ -9,7 +9,6 @@ chosen homeserver request fail while everything else stays real.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from guestgate import processes
 from guestgate.localpair import LocalPair
 from tests.faultproxy import FaultProxy
-from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -114,49 +112,22 @@ def _log_file(name: str) -> Path:
     return path
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def guestgate_web(process_env: dict[str, str], homeserver_pair: LocalPair) -> Iterator[str]:
     """GuestGate's web server, where the main homeserver pushes and guests browse."""
-    address = homeserver_pair.appservice_url.removeprefix("http://")
+    appservice_url = homeserver_pair.appservice_url
     log_path = _log_file("web")
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "runserver",
-                address,
-                "--noreload",
-                "--skip-checks",
-                "--insecure",
-            ],  # --insecure: serve static files without DEBUG
-            cwd=settings.BASE_DIR,
-            env=process_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"GuestGate's web server exited; see {log_path}")
-        try:
-            ping = httpx.post(f"{homeserver_pair.appservice_url}/_matrix/app/v1/ping")
-        except httpx.TransportError:
-            return False
-        return ping.status_code == 401
-
-    wait_for(answering, what="GuestGate's web server", timeout=30)
-    yield homeserver_pair.appservice_url
-    _stop(process)
+        command = processes.runserver_command(appservice_url.removeprefix("http://"))
+        process = processes.spawn([*command, "--skip-checks"], env=process_env, log=log)
+    processes.wait_until_ready(
+        process,
+        lambda: processes.appservice_answering(appservice_url),
+        what="GuestGate's web server",
+        log_path=log_path,
+    )
+    yield appservice_url
+    processes.stop(process)
 
 
 class Worker:
@@ -173,33 +144,14 @@ class Worker:
         marker = f"--- worker start {self.starts} ---\n".encode()
         with self.log_path.open("ab") as log:
             log.write(marker)
-            self.process = subprocess.Popen(
-                [
-                    *_CELERY,
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "8",
-                    "--loglevel",
-                    "INFO",
-                    "--without-heartbeat",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-                cwd=settings.BASE_DIR,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"the Celery worker exited; see {self.log_path}")
-            return b"ready." in self.log_path.read_bytes().rsplit(marker, 1)[-1]
-
-        wait_for(ready, what="the Celery worker", timeout=30)
+            log.flush()
+            self.process = processes.spawn(processes.worker_command(), env=self.env, log=log)
+        processes.wait_until_ready(
+            self.process,
+            lambda: processes.worker_ready(self.log_path, since=marker),
+            what="the Celery worker",
+            log_path=self.log_path,
+        )
 
     def kill(self) -> None:
         """SIGKILL, as the out-of-memory killer or a lost machine would."""
@@ -208,26 +160,14 @@ class Worker:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            _stop(self.process)
-
-
-_CELERY = [sys.executable, "-m", "celery", "-A", "guestgate"]
+        if self.process is not None:
+            processes.stop(self.process)
 
 
 @pytest.fixture(scope="session")
 def celery_worker(process_env: dict[str, str]) -> Iterator[Worker]:
     """A real Celery worker on the configured broker (Redis in CI, files locally)."""
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
-    else:
-        subprocess.run(
-            [*_CELERY, "purge", "-f"],
-            env=process_env,
-            check=True,
-            capture_output=True,
-            cwd=settings.BASE_DIR,
-        )
+    processes.queue_emptied(process_env)
     _log_file("worker").write_bytes(b"")
     worker = Worker(process_env)
     worker.start()

@@ -7,11 +7,9 @@ server as child processes, prints where to click, and on Ctrl-C stops exactly wh
 from __future__ import annotations
 
 import io
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -20,6 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from guestgate import processes
 from guestgate.localpair import local_pair
 from guestgate.localpair.process import down, ensure_up
 
@@ -47,7 +46,7 @@ class Command(BaseCommand):
             demo = io.StringIO()
             call_command("seed_demo", stdout=demo)
             for name, argv in self._commands(port).items():
-                children[name] = self._spawn(argv)
+                children[name] = processes.spawn(argv)  # own process group: Ctrl-C reaches devstack
             _wait_until_answering(f"http://127.0.0.1:{port}/", children["web server"])
             self.stdout.write(demo.getvalue())
             self._announce(port, pair.guest.client_url, pair.main.client_url)
@@ -55,39 +54,17 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
-            _stop_all(list(children.values()))
+            processes.stop(*children.values())
             if started_pair:
                 down(pair)
             self.stdout.write("Stopped everything devstack started.")
 
     def _commands(self, port: int) -> dict[str, list[str]]:
-        celery = [sys.executable, "-m", "celery", "--quiet", "-A", "guestgate"]
-        beat_schedule = str(settings.CELERY_BEAT_SCHEDULE_FILE)
         return {
-            # Tasks wait on homeservers, not on the CPU: threads, several at once.
-            "celery worker": [
-                *celery,
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "8",
-            ],
-            "celery beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", beat_schedule],
-            "web server": [
-                sys.executable,
-                "manage.py",
-                "runserver",
-                f"127.0.0.1:{port}",
-                "--noreload",
-            ],
+            "celery worker": processes.worker_command(quiet=True),
+            "celery beat": processes.beat_command(settings.CELERY_BEAT_SCHEDULE_FILE, quiet=True),
+            "web server": processes.runserver_command(f"127.0.0.1:{port}"),
         }
-
-    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
-        # Its own process group, so Ctrl-C reaches devstack only and it stops children in order.
-        return subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)
 
     def _announce(self, port: int, guest_url: str, main_url: str) -> None:
         self.stdout.write(
@@ -130,17 +107,3 @@ def _wait_until_answering(url: str, server: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     raise CommandError(f"the web server did not answer at {url}")
-
-
-def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each child (Celery then shuts its pool down warmly), SIGKILL its group if stuck."""
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
