@@ -84,17 +84,20 @@ def wait_until_ready(
     log_path: Path | None = None,
     timeout: float = 30,
 ) -> None:
-    """Poll ``ready`` until it is true; ProcessFailed if ``process`` exits or time runs out
-    (the process is stopped then)."""
+    """Poll ``ready`` until it is true; ProcessFailed if ``process`` exits or time runs out.
+    On any failure the process is stopped: the caller has nothing to clean up."""
     where = f"; see {log_path}" if log_path is not None else ""
     deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            raise ProcessFailed(f"{what} exited with status {process.returncode}{where}")
-        if time.monotonic() > deadline:
-            stop(process)
-            raise ProcessFailed(f"{what} was not ready after {timeout:.0f} s{where}")
-        time.sleep(0.1)
+    try:
+        while not ready():
+            if process.poll() is not None:
+                raise ProcessFailed(f"{what} exited with status {process.returncode}{where}")
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"{what} was not ready after {timeout:.0f} s{where}")
+            time.sleep(0.1)
+    except BaseException:  # not ready, a failing check, Ctrl-C: leave nothing running
+        stop(process)
+        raise
 
 
 def appservice_answering(appservice_url: str) -> bool:
@@ -109,7 +112,8 @@ def appservice_answering(appservice_url: str) -> bool:
 def worker_ready(log_path: Path, *, since: bytes = b"") -> bool:
     """Whether the worker logging to ``log_path`` said it is ready (after ``since``, a marker
     written before it started, when the log holds earlier starts)."""
-    return b"ready." in log_path.read_bytes().rsplit(since, 1)[-1]
+    log = log_path.read_bytes()
+    return b"ready." in (log.rsplit(since, 1)[-1] if since else log)
 
 
 def queue_emptied(env: Mapping[str, str]) -> None:
