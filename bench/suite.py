@@ -53,8 +53,8 @@ def benchmark_profile() -> None:
     processes inherit the environment): every benchmark guest comes from 127.0.0.1."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("GUESTGATE_VAR_DIR", str(REPO / "var" / "bench-state"))
-    os.environ.setdefault("GUESTGATE_LOCAL_PORT_BASE", "48000")
-    os.environ.setdefault("GUESTGATE_LOCAL_APPSERVICE_PORT", "48499")
+    os.environ.setdefault("GUESTGATE_LOCAL_PORT_BASE", "26000")
+    os.environ.setdefault("GUESTGATE_LOCAL_APPSERVICE_PORT", "26499")
     for limit in ("PER_IP", "PER_LINK", "PER_ROOM"):
         os.environ.setdefault(f"GUESTGATE_JOIN_RATE_{limit}", "1000000")
     # Spare accounts as deployed (guestgate/settings.py's default; the tests turn them off).

@@ -25,8 +25,19 @@ SECRET_KEY = env_secret("GUESTGATE_SECRET_KEY")
 if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-dev-key-only-for-debug"
 ALLOWED_HOSTS = env_list("GUESTGATE_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# The local homeserver pair (make run, tests, bench) gives the homeserver settings defaults.
+LOCAL_PAIR_PROFILE = env_str("GUESTGATE_LOCAL_PAIR")
+_pair_defaults: dict[str, str] = {}
+if LOCAL_PAIR_PROFILE:
+    from guestgate.localpair import local_pair
+
+    _pair_defaults = local_pair(LOCAL_PAIR_PROFILE, VAR_DIR / "homeservers").settings_defaults()
+
 # The address guests and moderators use, e.g. https://guests.example.org (links, QR codes).
-PUBLIC_URL = env_str("GUESTGATE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# With the local pair: where its main homeserver pushes, GuestGate's web server.
+PUBLIC_URL = env_str(
+    "GUESTGATE_PUBLIC_URL", _pair_defaults.get("PUBLIC_URL", "http://127.0.0.1:8000")
+).rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -174,12 +185,6 @@ CELERY_QUEUE_DIR = VAR_DIR / "celery-queue"
 CELERY_BEAT_SCHEDULE_FILE = VAR_DIR / "celerybeat-schedule"
 
 # --- Homeservers --------------------------------------------------------------------------
-LOCAL_PAIR_PROFILE = env_str("GUESTGATE_LOCAL_PAIR")
-_pair_defaults: dict[str, str] = {}
-if LOCAL_PAIR_PROFILE:
-    from guestgate.localpair import local_pair
-
-    _pair_defaults = local_pair(LOCAL_PAIR_PROFILE, VAR_DIR / "homeservers").settings_defaults()
 
 
 def _hs(name: str) -> str:

@@ -69,6 +69,7 @@ class LocalPair:
             "MAIN_AS_TOKEN": self.main.as_token,
             "MAIN_HS_TOKEN": self.main.hs_token,
             "MAIN_BOT_LOCALPART": self.bot_localpart,
+            "PUBLIC_URL": self.appservice_url,
         }
 
 

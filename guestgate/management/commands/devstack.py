@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError
 
 from guestgate import processes
 from guestgate.localpair import local_pair
@@ -27,19 +27,19 @@ class Command(BaseCommand):
     help = "Run GuestGate with the local homeserver pair, a Celery worker and beat."
     requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, default=8000, help="web server port")
-
-    def handle(self, *args: Any, port: int, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.LOCAL_PAIR_PROFILE:
             raise CommandError("devstack runs the local pair: set GUESTGATE_LOCAL_PAIR=dev")
         pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        # The web server listens where the pair's main homeserver pushes (and links point:
+        # PUBLIC_URL), so it moves with GUESTGATE_LOCAL_APPSERVICE_PORT, never on its own.
+        port = int(pair.appservice_url.rsplit(":", 1)[1])
         _refuse_if_taken(port)
         # `timeout`, systemd or a closing terminal send SIGTERM: stop cleanly as for Ctrl-C.
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
         call_command("migrate", interactive=False, verbosity=0)
-        self.stdout.write("Starting the local homeserver pair…")
+        self._say("Starting the local homeserver pair…")
         _, started_pair = ensure_up(pair)
         children: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -47,17 +47,17 @@ class Command(BaseCommand):
             call_command("seed_demo", stdout=demo)
             for name, argv in self._commands(port).items():
                 children[name] = processes.spawn(argv)  # own process group: Ctrl-C reaches devstack
-            _wait_until_answering(f"http://127.0.0.1:{port}/", children["web server"])
-            self.stdout.write(demo.getvalue())
-            self._announce(port, pair.guest.client_url, pair.main.client_url)
+            _wait_until_answering(f"{pair.appservice_url}/", children["web server"])
+            self._say(demo.getvalue())
+            self._announce(pair.appservice_url, pair.guest.client_url, pair.main.client_url)
             self._wait(children)
         except KeyboardInterrupt:
-            self.stdout.write("\nStopping…")
+            self._say("\nStopping…")
         finally:
             processes.stop(*children.values())
             if started_pair:
                 down(pair)
-            self.stdout.write("Stopped everything devstack started.")
+            self._say("Stopped everything devstack started.")
 
     def _commands(self, port: int) -> dict[str, list[str]]:
         return {
@@ -66,9 +66,14 @@ class Command(BaseCommand):
             "web server": processes.runserver_command(f"127.0.0.1:{port}"),
         }
 
-    def _announce(self, port: int, guest_url: str, main_url: str) -> None:
-        self.stdout.write(
-            self.style.SUCCESS(f"\nGuestGate is running: open http://127.0.0.1:{port}/\n")
+    def _say(self, text: str) -> None:
+        # Flushed: piped (`make run | tee run.log`), stdout would hold it back.
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def _announce(self, url: str, guest_url: str, main_url: str) -> None:
+        self._say(
+            self.style.SUCCESS(f"\nGuestGate is running: open {url}/\n")
             + f"  guest homeserver  {guest_url}\n"
             + f"  main homeserver   {main_url}\n"
             + "Press Ctrl-C to stop everything.\n"
@@ -93,8 +98,8 @@ def _refuse_if_taken(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise CommandError(
-                f"Port {port} is already in use (another `make run`?). Stop it, or use "
-                f"`manage.py devstack --port {port + 1}`."
+                f"Port {port} is already in use (another `make run`?). Stop it, or run on "
+                f"another port: `GUESTGATE_LOCAL_APPSERVICE_PORT={port + 1} make run`."
             ) from None
 
 

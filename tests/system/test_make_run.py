@@ -1,0 +1,191 @@
+"""``make run``, as a newcomer runs it: one command on embedded defaults (SQLite, the embedded
+Celery broker, the local homeserver pair) that prints where to click, a demo in which a guest
+is let in from the dashboard and another from a Matrix client, and Ctrl-C stopping it all.
+
+It runs on its own ports and state folder (GUESTGATE_LOCAL_APPSERVICE_PORT,
+GUESTGATE_LOCAL_PORT_BASE, GUESTGATE_VAR_DIR), with none of the test run's database, broker
+or homeserver settings in its environment. Moving the port also checks that the web server,
+main's pushes and the printed links follow GUESTGATE_LOCAL_APPSERVICE_PORT together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from guestgate.matrix import MatrixClient
+from tests.guestbrowser import GuestBrowser, ModeratorBrowser
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.homeservers
+
+# Below the kernel's ephemeral ports (32768+): a client connection of the test run could hold
+# one of those as its own end (TIME_WAIT), and the pair would refuse to start.
+PORT_BASE = 24000  # the pair: 24081/24082 (clients), 24481/24482 (federation)
+WEB_PORT = 24499
+#: What a fresh shell has; everything that configures GuestGate is left out.
+KEPT_ENVIRONMENT = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR")
+
+
+@dataclass
+class Demo:
+    url: str
+    invite_token: str
+    room_id: str
+    moderator_id: str
+    moderator_password: str
+    main_url: str
+
+
+class MakeRun:
+    """``make run`` in a process group of its own, as a terminal runs it; its output kept."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
+        env |= {
+            "GUESTGATE_VAR_DIR": str(var_dir),
+            "GUESTGATE_LOCAL_PORT_BASE": str(PORT_BASE),
+            "GUESTGATE_LOCAL_APPSERVICE_PORT": str(WEB_PORT),
+        }
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_until_running(self) -> Demo:
+        def announced() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"make run exited ({self.process.returncode}):\n{self.output}")
+            return "GuestGate is running" in self.output
+
+        wait_for(announced, what="make run to say where to click", timeout=240)
+        out = self.output
+        url = _found(r"GuestGate is running: open (http://\S+?)/?$", out)
+        return Demo(
+            url=url,
+            invite_token=_found(re.escape(url) + r"/j/(\w+)", out),
+            room_id=_found(r"Demo call room: .*\((![^)]+)\)", out),
+            moderator_id=_found(r"Matrix id (@\S+)", out),
+            moderator_password=_found(r"password +(\S+)", out),
+            main_url=_found(r"main homeserver +(http://\S+)", out),
+        )
+
+    def processes_left(self) -> list[str]:
+        """Command lines of the processes still running with this run's state folder."""
+        marker = f"GUESTGATE_VAR_DIR={self.var_dir}".encode()
+        left = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
+                    state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":
+                        left.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue  # ended meanwhile, or not ours to read
+        return left
+
+    def ctrl_c(self) -> int:
+        """SIGINT to the foreground process group, as the terminal sends on Ctrl-C."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=90)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"make run did not print {pattern!r}:\n{text}"
+    return match.group(1)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[MakeRun]:
+    taken = [p for p in (WEB_PORT, PORT_BASE + 81, PORT_BASE + 82) if _listening(p)]
+    assert not taken, f"ports {taken} are in use; this test needs them free"
+    run = MakeRun(tmp_path / "var")
+    yield run
+    if run.process.poll() is None:  # the test failed before Ctrl-C: leave nothing behind
+        run.ctrl_c()
+    run.kill()
+
+
+def test_make_run_shows_a_demo_a_guest_can_be_let_into_then_stops_everything(
+    make_run: MakeRun,
+) -> None:
+    demo = make_run.wait_until_running()
+    assert demo.url == f"http://127.0.0.1:{WEB_PORT}"
+
+    # A guest through the printed link, let in from the dashboard with the printed login.
+    dora = GuestBrowser(demo.url)
+    assert dora.ask_to_join(demo.invite_token, "Dora").status_code == 302
+    dora.wait_for("waiting", timeout=60)
+    moderator = ModeratorBrowser(demo.url)
+    assert moderator.sign_in(demo.moderator_id, demo.moderator_password).status_code == 302
+    room_pk = _found(r"/moderator/rooms/(\d+)", moderator.http.get("/moderator/").text)
+    queue = moderator.wait_for_queue(int(room_pk), lambda state: state["waiting"] == 1)
+    approve = _found(r'action="(/moderator/requests/\d+/approve)"', queue["html"])
+    assert moderator.post(approve).status_code == 302
+    assert dora.wait_for("joined", timeout=60)["session"]["roomId"] == demo.room_id
+
+    # Another, let in by the same moderator from a Matrix client of their own.
+    erin = GuestBrowser(demo.url)
+    erin.ask_to_join(demo.invite_token, "Erin")
+    erin.wait_for("waiting", timeout=60)
+    with MatrixClient(base_url=demo.main_url, access_token=None) as anonymous:
+        session = anonymous.password_login(demo.moderator_id, demo.moderator_password)
+    with MatrixClient(base_url=demo.main_url, access_token=session.access_token) as element:
+        # The lobby says "waiting" when the knock call returned; main shows it a moment
+        # later (MATRIX-LAB P5).
+        knocking = wait_for(
+            lambda: element.members(demo.room_id, membership="knock"),
+            what="Erin's knock on main",
+        )
+        assert [m.displayname for m in knocking] == ["Erin (Guest)"]
+        element.invite(demo.room_id, knocking[0].user_id)
+    erin.wait_for("joined", timeout=60)
+    for browser in (dora, erin, moderator):
+        browser.close()
+
+    make_run.ctrl_c()  # make itself then ends "Interrupt", as in a terminal
+
+    assert "Stopped everything devstack started." in make_run.output, make_run.output
+    still_listening = [p for p in (WEB_PORT, PORT_BASE + 81, PORT_BASE + 82) if _listening(p)]
+    assert not still_listening, f"still listening after Ctrl-C: {still_listening}"
+    assert not make_run.processes_left(), f"left running: {make_run.processes_left()}"
