@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
-from guestgate.matrix import Forbidden, list_users
+from guestgate.matrix import Forbidden, MatrixClient, list_users
 
 logger = logging.getLogger(__name__)
 
@@ -99,28 +99,42 @@ def _batches(ids: Iterator[int]) -> Iterator[list[int]]:
         yield batch
 
 
-def guest_account_expire(account: GuestAccount) -> None:
+def accounts_expire_batch(account_ids: list[int]) -> None:
+    """Expire a claimed batch, one account after another, over one client and connection to
+    the guest homeserver (not one per account)."""
+    accounts_expiry_started(account_ids)
+    accounts = GuestAccount.objects.select_related("policy").filter(
+        pk__in=account_ids, status=Status.EXPIRING
+    )
+    with homeservers.guest_appservice() as appservice:
+        for account in accounts.iterator():
+            guest_account_expire(account, appservice)
+
+
+def guest_account_expire(account: GuestAccount, appservice: MatrixClient) -> None:
     """End a claimed account: close its requests (lobbies say "expired"), kick a stale knock
     on main (MATRIX-LAB P7), deactivate it on the guest homeserver (erase per policy, which
-    also logs out every device), record it. Each step is skipped when already done."""
+    also logs out every device), record it. Each step is skipped when already done.
+    ``appservice``: GuestGate's appservice client on the guest homeserver."""
     if account.status != Status.EXPIRING:
         return
     from rooms.join_requests import join_requests_expire_for  # rooms depends on accounts
 
     join_requests_expire_for(account)
-    if account.deactivated_at is None and account.registered_at is not None:
-        with homeservers.guest_appservice() as appservice:
-            try:
-                appservice.as_user(account.user_id).deactivate(erase=account.policy.erase_on_expiry)
-            except Forbidden:
-                # "Application service has not registered this user": nothing to deactivate.
-                logger.info("guest %s is not on the guest homeserver", account.user_id)
-        account.deactivated_at = timezone.now()
-        GuestAccount.objects.filter(pk=account.pk).update(deactivated_at=account.deactivated_at)
+    deactivated_at = account.deactivated_at
+    if deactivated_at is None and account.registered_at is not None:
+        try:
+            appservice.as_user(account.user_id).deactivate(erase=account.policy.erase_on_expiry)
+        except Forbidden:
+            # "Application service has not registered this user": nothing to deactivate.
+            logger.info("guest %s is not on the guest homeserver", account.user_id)
+        deactivated_at = timezone.now()
+    # One write records both (a retry after a lost write deactivates again: idempotent).
     now = timezone.now()
     GuestAccount.objects.filter(pk=account.pk, status=Status.EXPIRING).update(
         status=Status.EXPIRED,
         expired_at=now,
+        deactivated_at=deactivated_at,
         access_token_encrypted="",
         expiry_reason=_reason(account, now),
     )

@@ -9,12 +9,10 @@ from celery import Task, shared_task
 
 from accounts.expiry import (
     accounts_claim_due,
-    accounts_expiry_started,
-    guest_account_expire,
+    accounts_expire_batch,
     guest_accounts_reconcile,
     records_purge,
 )
-from accounts.models import GuestAccount
 from accounts.spares import spare_accounts_refill
 from guestgate.tasks import run_retrying
 
@@ -35,17 +33,9 @@ def expire_accounts(self: Task, account_ids: list[int]) -> None:
     """Expire a batch, one account after another: one batch at a time per worker thread keeps
     the load on the homeserver bounded. A retry redoes only what is not recorded as done."""
 
-    def expire_batch() -> None:
-        accounts_expiry_started(account_ids)
-        accounts = GuestAccount.objects.select_related("policy").filter(
-            pk__in=account_ids, status=GuestAccount.Status.EXPIRING
-        )
-        for account in accounts.iterator():
-            guest_account_expire(account)
-
     run_retrying(
         self,
-        expire_batch,
+        lambda: accounts_expire_batch(account_ids),
         # Given up: the accounts stay claimed; the sweep claims them again later.
         on_give_up=lambda error: logger.error(
             "expiry of %d accounts postponed: %s", len(account_ids), error

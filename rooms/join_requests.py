@@ -474,6 +474,8 @@ def join_requests_expire_for(account: GuestAccount) -> None:
             "room__room_id", flat=True
         )
     )
+    if not room_ids:
+        return  # a spare, or a guest who never got as far as a knock
     with homeservers.main_bot() as bot:
         for room_id in room_ids:
             member = bot.member(room_id, account.user_id)

@@ -134,6 +134,28 @@ def test_a_homeserver_down_during_a_sweep_loses_nothing(
     assert len([s for s in deactivations if s[2] == 200]) == 3
 
 
+def test_a_deactivation_whose_answer_was_lost_is_repeated_and_recorded(
+    guest_appservice: MatrixClient,
+    homeserver_pair: LocalPair,
+    guest_hs_proxy: FaultProxy,
+) -> None:
+    accounts = registered_guests(guest_appservice, homeserver_pair, 2)
+    # The homeserver deactivates the first account, its answer is lost: the retry repeats
+    # the deactivation (nothing was recorded) and must get through.
+    guest_hs_proxy.fail("POST", r"/account/deactivate", status=502, after_forwarding=True)
+    make_due(*accounts)
+
+    sweep()
+
+    wait_for(lambda: all_expired(accounts), what="every account expired", timeout=60)
+    for account in GuestAccount.objects.filter(pk__in=[a.pk for a in accounts]):
+        assert account.deactivated_at is not None and account.expiry_reason == "lifetime"
+    # What the homeserver answered (the proxy's 502 replaced the first answer on its way back):
+    # three deactivations for two accounts, the repeat of an already deactivated one accepted.
+    deactivations = [s for s in guest_hs_proxy.seen if s[1].endswith("/account/deactivate")]
+    assert [status for *_, status in deactivations] == [200, 200, 200]
+
+
 def test_a_worker_killed_mid_batch_expires_every_account_once(
     guest_appservice: MatrixClient,
     homeserver_pair: LocalPair,

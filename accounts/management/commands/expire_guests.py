@@ -4,8 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from accounts.expiry import accounts_claim_due, guest_account_expire
-from accounts.models import GuestAccount
+from accounts.expiry import accounts_claim_due, accounts_expire_batch
 
 
 class Command(BaseCommand):
@@ -15,7 +14,6 @@ class Command(BaseCommand):
         done = 0
         while batches := accounts_claim_due():
             for batch in batches:
-                for account in GuestAccount.objects.select_related("policy").filter(pk__in=batch):
-                    guest_account_expire(account)
-                    done += 1
+                accounts_expire_batch(batch)
+                done += len(batch)
         self.stdout.write(f"Expired {done} guest account{'s' if done != 1 else ''}.")
