@@ -102,25 +102,36 @@ def _batches(ids: Iterator[int]) -> Iterator[list[int]]:
 def accounts_expire_batch(account_ids: list[int]) -> None:
     """Expire a claimed batch, one account after another, over one client and connection to
     the guest homeserver (not one per account)."""
+    from rooms.models import JoinRequest  # rooms depends on accounts
+
     accounts_expiry_started(account_ids)
     accounts = GuestAccount.objects.select_related("policy").filter(
         pk__in=account_ids, status=Status.EXPIRING
     )
+    # One query for the batch: an account that never asked to join (a spare, a guest whose
+    # provisioning failed) has no request to close and no knock to kick.
+    asked = set(
+        JoinRequest.objects.filter(guest_id__in=account_ids).values_list("guest_id", flat=True)
+    )
     with homeservers.guest_appservice() as appservice:
         for account in accounts.iterator():
-            guest_account_expire(account, appservice)
+            guest_account_expire(account, appservice, join_requests=account.pk in asked)
 
 
-def guest_account_expire(account: GuestAccount, appservice: MatrixClient) -> None:
+def guest_account_expire(
+    account: GuestAccount, appservice: MatrixClient, *, join_requests: bool = True
+) -> None:
     """End a claimed account: close its requests (lobbies say "expired"), kick a stale knock
     on main (MATRIX-LAB P7), deactivate it on the guest homeserver (erase per policy, which
     also logs out every device), record it. Each step is skipped when already done.
-    ``appservice``: GuestGate's appservice client on the guest homeserver."""
+    ``appservice``: GuestGate's appservice client on the guest homeserver; ``join_requests``:
+    False when the caller knows the account has none."""
     if account.status != Status.EXPIRING:
         return
-    from rooms.join_requests import join_requests_expire_for  # rooms depends on accounts
+    if join_requests:
+        from rooms.join_requests import join_requests_expire_for  # rooms depends on accounts
 
-    join_requests_expire_for(account)
+        join_requests_expire_for(account)
     deactivated_at = account.deactivated_at
     if deactivated_at is None and account.registered_at is not None:
         try:
