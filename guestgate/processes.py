@@ -58,7 +58,8 @@ def beat_command(schedule: Path, *, quiet: bool = False) -> list[str]:
 
 
 def _celery(quiet: bool) -> list[str]:
-    return [*CELERY[:-2], "--quiet", *CELERY[-2:]] if quiet else CELERY
+    # --quiet is an option of celery itself: before the app and the subcommand.
+    return [sys.executable, "-m", "celery", "--quiet", "-A", "guestgate"] if quiet else CELERY
 
 
 def spawn(

@@ -141,14 +141,22 @@ def test_a_pre_approved_link_lets_the_guest_in_without_a_moderator(
     assert membership_on_main(main_bot, call_room, request.user_id) == "join"
 
 
-def test_a_returning_guest_gets_the_same_account_back(
-    guest: GuestBrowser, invite_token: str, call_room: CallRoom, moderator: Person
-) -> None:
-    guest.ask_to_join(invite_token, "Erin")
+def denied_once(
+    guest: GuestBrowser, invite_token: str, call_room: CallRoom, moderator: Person, name: str
+) -> JoinRequest:
+    """The guest asks to join and is turned away (kicked on main): their first request."""
+    guest.ask_to_join(invite_token, name)
     guest.wait_for("waiting")
     first = the_request()
     moderator.client.kick(call_room.room_id, first.user_id, reason="come back later")
     guest.wait_for("denied")
+    return first
+
+
+def test_a_returning_guest_gets_the_same_account_back(
+    guest: GuestBrowser, invite_token: str, call_room: CallRoom, moderator: Person
+) -> None:
+    first = denied_once(guest, invite_token, call_room, moderator, "Erin")
 
     guest.ask_to_join(invite_token, "Erin")
     guest.wait_for("waiting")
@@ -160,11 +168,7 @@ def test_a_returning_guest_gets_the_same_account_back(
 def test_a_returning_guest_who_signed_out_is_given_a_working_session(
     guest: GuestBrowser, invite_token: str, call_room: CallRoom, moderator: Person
 ) -> None:
-    guest.ask_to_join(invite_token, "Fay")
-    guest.wait_for("waiting")
-    first = the_request()
-    moderator.client.kick(call_room.room_id, first.user_id, reason="in a minute")
-    guest.wait_for("denied")
+    first = denied_once(guest, invite_token, call_room, moderator, "Fay")
     assert first.guest is not None
     old_token = guest_account_session(first.guest).access_token
     with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=old_token) as signed_in:

@@ -13,7 +13,6 @@ import subprocess
 import time
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -47,7 +46,7 @@ class Command(BaseCommand):
             call_command("seed_demo", stdout=demo)
             for name, argv in self._commands(port).items():
                 children[name] = processes.spawn(argv)  # own process group: Ctrl-C reaches devstack
-            _wait_until_answering(f"{pair.appservice_url}/", children["web server"])
+            _wait_until_answering(pair.appservice_url, children["web server"])
             self._say(demo.getvalue())
             self._announce(pair.appservice_url, pair.guest.client_url, pair.main.client_url)
             self._wait(children)
@@ -104,11 +103,9 @@ def _refuse_if_taken(port: int) -> None:
 
 
 def _wait_until_answering(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            httpx.get(url, timeout=5)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise CommandError(f"the web server did not answer at {url}")
+    try:
+        processes.wait_until_ready(
+            server, lambda: processes.appservice_answering(url), what="the web server"
+        )
+    except processes.ProcessFailed as error:
+        raise CommandError(f"{error} (at {url})") from None
