@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: GuestGate with the local homeserver pair, a Celery worker and beat (Ctrl-C stops all)
 run: $(STAMP)
-	GUESTGATE_LOCAL_PAIR=dev GUESTGATE_DEBUG=true $(PY) manage.py devstack
+	GUESTGATE_DEBUG=true $(PY) -m devtools devstack
 
 ## test: the whole suite, against the real local homeserver pair
 test: $(STAMP)
@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 ## homeservers-down: stop the dev homeserver pair if `make run` was killed uncleanly
 homeservers-down: $(STAMP)
-	GUESTGATE_LOCAL_PAIR=dev GUESTGATE_DEBUG=true $(PY) manage.py homeservers down
+	GUESTGATE_DEBUG=true $(PY) -m devtools homeservers down
 
 clean: homeservers-down
 	rm -rf var

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
-from guestgate.matrix import Forbidden, MatrixClient, list_users
+from matrix import Forbidden, MatrixClient, list_users
 
 logger = logging.getLogger(__name__)
 

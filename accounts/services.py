@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.crypto import decrypt, encrypt, token_hash
-from guestgate.matrix import Forbidden, MatrixClient, Session, UnknownToken, UserInUse
+from matrix import Forbidden, MatrixClient, Session, UnknownToken, UserInUse
 
 logger = logging.getLogger(__name__)
 

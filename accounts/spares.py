@@ -30,7 +30,7 @@ from accounts.services import (
 )
 from guestgate import homeservers
 from guestgate.crypto import token_hash
-from guestgate.matrix import MatrixClient
+from matrix import MatrixClient
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from accounts.expiry import (
     records_purge,
 )
 from accounts.spares import spare_accounts_refill
-from guestgate.tasks import run_retrying
+from guestgate.retrying import run_retrying
 
 logger = logging.getLogger(__name__)
 

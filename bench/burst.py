@@ -41,7 +41,7 @@ from bench import measure
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
-from guestgate.matrix import MatrixClient, MatrixError
+from matrix import MatrixClient, MatrixError
 from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent
 from rooms.moderation import join_requests_approve_all
 from tests.guestbrowser import GuestBrowser

@@ -19,9 +19,9 @@ from typing import Any
 from django.db import connection
 
 from bench.stack import BenchError, wait_until
+from devtools.localpair import LocalPair
 from guestgate import homeservers
-from guestgate.localpair import LocalPair
-from guestgate.matrix import Forbidden, MatrixClient, register_with_shared_secret
+from matrix import Forbidden, MatrixClient, register_with_shared_secret
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, JoinRequest, MembershipEvent

@@ -35,10 +35,11 @@ from bench.stack import (
     Stack,
     wait_until,
 )
-from guestgate import gunicorn_config, processes
+from devtools import processes
+from guestgate import gunicorn_config
 from guestgate.celery import app as celery_app
-from guestgate.matrix import MatrixClient
-from guestgate.matrix.client import JOIN_RACE_DELAYS
+from matrix import MatrixClient
+from matrix.client import JOIN_RACE_DELAYS
 
 #: A moment between guests, so the pushes of one guest's events are not in the next's time.
 SETTLE_SECONDS = 0.2

@@ -1,5 +1,5 @@
 """The processes a benchmark runs against: the local homeserver pair, GuestGate's web server
-and a real Celery worker (guestgate/processes.py, as for the tests), on the benchmark's own ports
+and a real Celery worker (devtools/processes.py, as for the tests), on the benchmark's own ports
 and state.
 
 Everything started here is stopped again by the context manager, also on Ctrl-C or an error;
@@ -21,9 +21,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from guestgate import processes
-from guestgate.localpair import LocalPair, local_pair
-from guestgate.localpair.process import LocalPairError, down, ensure_up
+from devtools import processes
+from devtools.localpair import LocalPair, configured_pair
+from devtools.localpair.process import LocalPairError, down, ensure_up
 
 #: How long to wait for the pair's ports when a run that just ended still holds them.
 PAIR_PORTS_WAIT_SECONDS = 90.0
@@ -79,7 +79,7 @@ def process_env() -> dict[str, str]:
 def running_stack() -> Iterator[Stack]:
     log_dir = settings.VAR_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+    pair = configured_pair()
     with ExitStack() as cleanup:
         started = _pair_up(pair)
         if started:

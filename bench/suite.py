@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.report import Outcome
     from bench.stack import Stack
-    from guestgate.matrix import MatrixClient
+    from matrix import MatrixClient
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("guest_flow", "burst", "expiry", "lobby")

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from guestgate.errors import GuestGateError
-from guestgate.matrix import MatrixError
+from matrix import MatrixError
 
 
 def _envelope(code: str, message: str, http_status: int, **extra: Any) -> Response:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from celery import Celery
 
-from guestgate.embedded_broker import use_safe_filesystem_transport
-from guestgate.logs import use_django_logging_in_celery
-from guestgate.requestid import connect_celery_signals
+from ops.logs import use_django_logging_in_celery
+from ops.requestid import connect_celery_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guestgate.settings")
-use_safe_filesystem_transport()
 
 app = Celery("guestgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -23,8 +22,6 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    # Redis: a task not acknowledged within an hour goes back to the queue.
-    broker_transport_options={"visibility_timeout": 3600},
     beat_schedule={
         "requeue-stuck-join-requests": {
             "task": "rooms.tasks.requeue_stuck_join_requests",
@@ -52,21 +49,8 @@ use_django_logging_in_celery()  # same log format, request ids and redaction as 
 
 @app.on_after_configure.connect
 def _embedded_broker_folders(sender: Celery, **kwargs: object) -> None:
-    """Point the filesystem transport at one folder that web, worker and beat share."""
-    if not str(sender.conf.broker_url).startswith("filesystem://"):
-        return
-    from django.conf import settings
-
-    folder = settings.CELERY_QUEUE_DIR
-    (folder / "processed").mkdir(parents=True, exist_ok=True)
-    sender.conf.broker_transport_options = {
-        "data_folder_in": str(folder),
-        "data_folder_out": str(folder),
-        "processed_folder": str(folder / "processed"),
-        "control_folder": str(folder / "control"),
-        # How often a worker with no free thread looks for messages (and every worker, off
-        # Linux). On Linux an idle worker waits for a message on inotify instead
-        # (guestgate/embedded_broker.py): a task starts ~1.6 ms after it was sent.
-        "polling_interval": 0.01,
-        "store_processed": False,
-    }
+    """The embedded broker's folders (settings.CELERY_BROKER_TRANSPORT_OPTIONS) must exist."""
+    options = sender.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "processed_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)

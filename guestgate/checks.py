@@ -27,8 +27,8 @@ def homeservers_configured(app_configs: Any, **kwargs: Any) -> list[CheckMessage
             errors.append(
                 Error(
                     f"{name} is not set.",
-                    hint=f"Set {name} to {meaning}, or set GUESTGATE_LOCAL_PAIR=dev to use the "
-                    "local homeserver pair (make run does this).",
+                    hint=f"Set {name} to {meaning}, or run python -m devtools to use the "
+                    "local homeserver pair (make run does that).",
                     id="guestgate.E001",
                 )
             )

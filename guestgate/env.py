@@ -11,6 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+_BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def var_dir() -> Path:
+    """Local state (SQLite file, embedded broker, local homeservers): ``GUESTGATE_VAR_DIR``."""
+    return Path(env_str("GUESTGATE_VAR_DIR", str(_BASE_DIR / "var"))).resolve()
+
 
 class ImproperlyConfiguredEnv(ValueError):
     """An environment variable holds a value GuestGate cannot use."""

@@ -5,10 +5,12 @@ Homeserver URLs and tokens come from settings only, never from user input (STYLE
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from guestgate.matrix import MatrixClient
+from matrix import MatrixClient
 
 
 def guest_appservice() -> MatrixClient:
@@ -50,18 +52,17 @@ def guest_user_id(localpart: str) -> str:
 
 
 def guest_admin_token() -> str:
-    """A Synapse admin token on the guest homeserver, for reconciliation only.
-
-    From GUEST_ADMIN_TOKEN; on the local pair an admin is made once and remembered.
-    """
+    """A Synapse admin token on the guest homeserver, for reconciliation only: from
+    GUEST_ADMIN_TOKEN, or the file GUEST_ADMIN_TOKEN_FILE names, read now (the local pair's)."""
     if settings.GUEST_ADMIN_TOKEN:
         return str(settings.GUEST_ADMIN_TOKEN)
-    if not settings.LOCAL_PAIR_PROFILE:
-        raise ImproperlyConfigured(
-            "Reconciliation lists accounts with Synapse's admin API: set GUEST_ADMIN_TOKEN."
-        )
-    from guestgate.localpair import local_pair
-    from guestgate.localpair.admin import local_admin_token
-
-    pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
-    return local_admin_token(pair.guest)
+    if settings.GUEST_ADMIN_TOKEN_FILE:
+        try:
+            return Path(settings.GUEST_ADMIN_TOKEN_FILE).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"GUEST_ADMIN_TOKEN_FILE {settings.GUEST_ADMIN_TOKEN_FILE}: {exc.strerror}"
+            ) from None
+    raise ImproperlyConfigured(
+        "Reconciliation lists accounts with Synapse's admin API: set GUEST_ADMIN_TOKEN."
+    )

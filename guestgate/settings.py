@@ -1,10 +1,9 @@
 """GuestGate's one settings module, read from the environment.
 
-Defaults need nothing installed: SQLite in ``var/``, an embedded Celery broker (kombu's
-filesystem transport in ``var/``). ``GUESTGATE_LOCAL_PAIR=dev`` (what ``make run`` sets) or
-``test`` (what the test suite sets) points the homeserver settings at the local Synapse pair
-that ``manage.py homeservers up`` runs; explicit variables override it. The README's
-configuration table lists every variable.
+Defaults need nothing installed: SQLite in ``var/``, an embedded Celery broker (files in
+``var/``). The homeservers have no defaults here: ``python -m devtools`` (``make run``) and the
+test suite fill them in from the local Synapse pair (``devtools.settings``, ``tests.settings``);
+explicit variables override it. The README's configuration table lists every variable.
 """
 
 from __future__ import annotations
@@ -15,29 +14,26 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-from guestgate.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list, env_secret, env_str
+from guestgate.env import (
+    ImproperlyConfiguredEnv,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    var_dir,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("GUESTGATE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR = var_dir()
 
 DEBUG = env_bool("GUESTGATE_DEBUG", False)
 SECRET_KEY = env_secret("GUESTGATE_SECRET_KEY")
 if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-dev-key-only-for-debug"
 ALLOWED_HOSTS = env_list("GUESTGATE_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
-# The local homeserver pair (make run, tests, bench) gives the homeserver settings defaults.
-LOCAL_PAIR_PROFILE = env_str("GUESTGATE_LOCAL_PAIR")
-_pair_defaults: dict[str, str] = {}
-if LOCAL_PAIR_PROFILE:
-    from guestgate.localpair import local_pair
-
-    _pair_defaults = local_pair(LOCAL_PAIR_PROFILE, VAR_DIR / "homeservers").settings_defaults()
-
 # The address guests and moderators use, e.g. https://guests.example.org (links, QR codes).
-# With the local pair: where its main homeserver pushes, GuestGate's web server.
-PUBLIC_URL = env_str(
-    "GUESTGATE_PUBLIC_URL", _pair_defaults.get("PUBLIC_URL", "http://127.0.0.1:8000")
-).rstrip("/")
+PUBLIC_URL = env_str("GUESTGATE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,15 +45,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "guestgate",
+    "ops",
     "accounts",
     "rooms",
 ]
 
 MIDDLEWARE = [
-    "guestgate.requestid.RequestIdMiddleware",  # first: everything after logs under the id
+    "ops.requestid.RequestIdMiddleware",  # first: everything after logs under the id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "guestgate.security.ContentSecurityPolicyMiddleware",
+    "ops.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",  # Accept-Language, or the switch's cookie
     "django.middleware.common.CommonMiddleware",
@@ -182,27 +179,35 @@ JOIN_RATE_PER_ROOM = env_int("GUESTGATE_JOIN_RATE_PER_ROOM", 1200)
 # machine. Production and CI use Redis (CELERY_BROKER_URL=redis://...).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", env_str("REDIS_URL", "filesystem://"))
 CELERY_QUEUE_DIR = VAR_DIR / "celery-queue"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # One folder that web, worker and beat share; a worker whose threads are all busy looks
+    # for messages every polling_interval (an idle one may be woken sooner: devtools.settings).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_QUEUE_DIR),
+        "data_folder_out": str(CELERY_QUEUE_DIR),
+        "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
+        "control_folder": str(CELERY_QUEUE_DIR / "control"),
+        "polling_interval": 0.01,
+        "store_processed": False,
+    }
+else:
+    # Redis: a task not acknowledged within an hour goes back to the queue.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE_FILE = VAR_DIR / "celerybeat-schedule"
 
 # --- Homeservers --------------------------------------------------------------------------
 
 
-def _hs(name: str) -> str:
-    return env_str(name, _pair_defaults.get(name, ""))
-
-
-def _hs_secret(name: str) -> str:
-    return env_secret(name, _pair_defaults.get(name, ""))
-
-
 # The guest homeserver: where guest accounts live, through GuestGate's appservice there.
-GUEST_HS_URL = _hs("GUEST_HS_URL").rstrip("/")
-GUEST_HS_SERVER_NAME = _hs("GUEST_HS_SERVER_NAME")
-GUEST_HS_PUBLIC_URL = (_hs("GUEST_HS_PUBLIC_URL") or GUEST_HS_URL).rstrip("/")
-GUEST_AS_TOKEN = _hs_secret("GUEST_AS_TOKEN")
+GUEST_HS_URL = env_str("GUEST_HS_URL").rstrip("/")
+GUEST_HS_SERVER_NAME = env_str("GUEST_HS_SERVER_NAME")
+GUEST_HS_PUBLIC_URL = (env_str("GUEST_HS_PUBLIC_URL") or GUEST_HS_URL).rstrip("/")
+GUEST_AS_TOKEN = env_secret("GUEST_AS_TOKEN")
 # Optional: a Synapse admin's token on the guest homeserver, for reconciliation only.
 GUEST_ADMIN_TOKEN = env_secret("GUEST_ADMIN_TOKEN")
-GUEST_USER_PREFIX = _hs("GUEST_USER_PREFIX") or "guest_"
+# …or a file read when reconciliation runs (the local pair's admin, made when the pair starts).
+GUEST_ADMIN_TOKEN_FILE = ""
+GUEST_USER_PREFIX = env_str("GUEST_USER_PREFIX") or "guest_"
 # Lifetimes, return window and display-name suffix live in retention policies (Django admin).
 # Expiry: accounts claimed by a sweep but not finished after this long are tried again.
 EXPIRY_STUCK_AFTER_SECONDS = env_int("GUESTGATE_EXPIRY_STUCK_AFTER_SECONDS", 300)
@@ -224,11 +229,11 @@ CALL_URL_TEMPLATE = env_str(
 )
 
 # The main homeserver: where the call rooms are, with GuestGate's bot (appservice sender).
-MAIN_HS_URL = _hs("MAIN_HS_URL").rstrip("/")
-MAIN_HS_SERVER_NAME = _hs("MAIN_HS_SERVER_NAME")
-MAIN_AS_TOKEN = _hs_secret("MAIN_AS_TOKEN")
-MAIN_HS_TOKEN = _hs_secret("MAIN_HS_TOKEN")
-MAIN_BOT_LOCALPART = _hs("MAIN_BOT_LOCALPART") or "guestgate"
+MAIN_HS_URL = env_str("MAIN_HS_URL").rstrip("/")
+MAIN_HS_SERVER_NAME = env_str("MAIN_HS_SERVER_NAME")
+MAIN_AS_TOKEN = env_secret("MAIN_AS_TOKEN")
+MAIN_HS_TOKEN = env_secret("MAIN_HS_TOKEN")
+MAIN_BOT_LOCALPART = env_str("MAIN_BOT_LOCALPART") or "guestgate"
 # The `id` of GuestGate's appservice registration on main (the appservice ping API needs it).
 MAIN_APPSERVICE_ID = env_str("MAIN_APPSERVICE_ID", "guestgate-main")
 
@@ -254,7 +259,7 @@ except ValueError as exc:
     raise ImproperlyConfiguredEnv(f"GUESTGATE_METRICS_ALLOWED_IPS: {exc}") from None
 
 # Logs: one line per record, JSON for log collectors or plain for a terminal, each with the
-# request id (guestgate.requestid) and without tokens or invite links (guestgate.logs).
+# request id (ops.requestid) and without tokens or invite links (ops.logs).
 LOG_FORMAT = env_str("GUESTGATE_LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfiguredEnv(f"GUESTGATE_LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
@@ -263,12 +268,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "guestgate.requestid.RequestIdFilter"},
-        "redact": {"()": "guestgate.logs.RedactSecretsFilter"},
+        "request_id": {"()": "ops.requestid.RequestIdFilter"},
+        "redact": {"()": "ops.logs.RedactSecretsFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "guestgate.logs.JsonFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter"},
     },
     # On the handler, so the filters see every record written, from any logger.
     "handlers": {
@@ -309,7 +314,7 @@ CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_URL))]
 # Invite links carry their token in the path: never send them to another site as a Referer.
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# guestgate.security.ContentSecurityPolicyMiddleware: no inline scripts or styles anywhere.
+# ops.security.ContentSecurityPolicyMiddleware: no inline scripts or styles anywhere.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

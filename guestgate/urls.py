@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from guestgate import ops_views, views
+from guestgate import views
+from ops import views as ops_views
 from rooms import api, appservice_views, dashboard_views, guest_views, link_views
 
 urlpatterns = [

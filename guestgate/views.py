@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext
 
 from guestgate import homeservers
-from guestgate.matrix import MatrixClient, MatrixError
+from matrix import MatrixClient, MatrixError
 
 
 @dataclass(frozen=True)

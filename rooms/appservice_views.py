@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from guestgate.matrix.appservice import bearer_token, parse_transaction, tokens_match
+from matrix.appservice import bearer_token, parse_transaction, tokens_match
 from rooms.intake import appservice_transaction_receive
 
 

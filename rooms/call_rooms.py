@@ -11,7 +11,7 @@ from django.utils.translation import gettext, gettext_noop
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.i18n import stored_sentence_translated
-from guestgate.matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
+from matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
 from rooms.models import CallRoom
 
 KNOCK_RULES = ("knock", "knock_restricted")

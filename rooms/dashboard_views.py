@@ -14,7 +14,7 @@ from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from guestgate.errors import GuestGateError
-from guestgate.matrix import MatrixError
+from matrix import MatrixError
 from rooms.call_rooms import (
     call_room_fix_join_rule,
     call_room_problems,

@@ -1,7 +1,7 @@
 """Hearing that another process committed a change to join requests, without polling.
 
 - SQLite (one machine): every commit is written to the database's write-ahead log, so an
-  inotify watch on its folder fires (guestgate/inotify.py).
+  inotify watch on its folder fires (devtools/inotify.py).
 - PostgreSQL: a trigger on the join requests table sends ``NOTIFY guestgate_join_requests``
   (rooms/migrations/0002_join_request_change_notify.py), delivered when the transaction
   commits and never for a rollback; the watcher LISTENs on a connection of its own.
@@ -16,7 +16,7 @@ from typing import Protocol
 
 from django.db import connection
 
-from guestgate.inotify import IN_MODIFY, folder_watch
+from devtools.inotify import IN_MODIFY, folder_watch
 
 logger = logging.getLogger(__name__)
 

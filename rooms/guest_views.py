@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.services import guest_account_seen
-from guestgate.ratelimit import Limit, rate_limits_hit
+from ops.ratelimit import Limit, rate_limits_hit
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
 from rooms.join_requests import (

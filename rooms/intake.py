@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
-from guestgate.matrix.appservice import RoomEvent
+from matrix.appservice import RoomEvent
 from rooms.join_requests import join_requests_follow_membership
 from rooms.models import AppserviceTransaction, CallRoom, MembershipEvent
 

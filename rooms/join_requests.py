@@ -33,7 +33,7 @@ from accounts.spares import spare_account_take, spare_accounts_refill_after_comm
 from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
-from guestgate.matrix import Forbidden, MatrixClient, MatrixError
+from matrix import Forbidden, MatrixClient, MatrixError
 from rooms.invite_links import invite_link_redeem
 from rooms.live import changes
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest, MembershipEvent

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext, gettext_lazy
 
-from guestgate.matrix.types import PowerLevels
+from matrix.types import PowerLevels
 
 
 class AppserviceTransaction(models.Model):

@@ -16,7 +16,7 @@ from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from guestgate.matrix import MatrixError
+from matrix import MatrixError
 from rooms.join_requests import enqueue_after_commit, move_join_request
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 

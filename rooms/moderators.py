@@ -18,8 +18,8 @@ from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from guestgate.matrix import BadRequest, Forbidden, MatrixError, UnknownToken
-from guestgate.ratelimit import Limit, rate_limits_hit
+from matrix import BadRequest, Forbidden, MatrixError, UnknownToken
+from ops.ratelimit import Limit, rate_limits_hit
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from accounts.services import guest_account_session
 from guestgate.i18n import stored_sentence_translated
-from guestgate.tasks import GUEST_MESSAGES
+from guestgate.retrying import GUEST_MESSAGES
 from rooms.invite_links import invite_link_state
 from rooms.join_requests import BANNED_BEFORE
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest

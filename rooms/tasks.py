@@ -8,8 +8,8 @@ from datetime import timedelta
 from celery import Task, shared_task
 from django.utils import timezone
 
-from guestgate.matrix import MatrixError
-from guestgate.tasks import guest_message, run_retrying
+from guestgate.retrying import guest_message, run_retrying
+from matrix import MatrixError
 from rooms import join_requests as services
 from rooms import moderation
 from rooms.models import JoinRequest

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from django.conf import settings
 
-from guestgate.localpair import LocalPair, local_pair
-from guestgate.localpair.process import down, ensure_up
-from guestgate.matrix import MatrixClient, Session, register_with_shared_secret
+from devtools.localpair import LocalPair, configured_pair
+from devtools.localpair.process import down, ensure_up
+from matrix import MatrixClient, Session, register_with_shared_secret
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom
@@ -21,7 +20,7 @@ pytest_plugins = ["tests.processes"]
 
 
 def _test_pair() -> LocalPair:
-    return local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+    return configured_pair()
 
 
 @pytest.fixture(scope="session")

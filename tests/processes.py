@@ -20,8 +20,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from guestgate import processes
-from guestgate.localpair import LocalPair
+from devtools import processes
+from devtools.localpair import LocalPair
 from tests.faultproxy import FaultProxy
 
 

@@ -1,4 +1,4 @@
-"""The test suite's entry to GuestGate's one settings module.
+"""The test suite's entry to GuestGate's one settings module (through ``devtools.settings``).
 
 It only picks the local ``test`` homeserver pair (its own ports, so tests never touch the pair
 of a running ``make run``) and a fixed secret key; everything else comes from the environment
@@ -18,8 +18,8 @@ os.environ.setdefault("GUESTGATE_SIGNIN_RATE_PER_IP", "100000")
 # tests of spares turn them on.
 os.environ.setdefault("GUESTGATE_SPARE_ACCOUNTS", "0")
 
-from guestgate.settings import *  # noqa: F403
-from guestgate.settings import DATABASES, VAR_DIR
+from devtools.settings import *  # noqa: F403
+from devtools.settings import DATABASES, VAR_DIR
 
 # GuestGate's web server and Celery worker run as real processes in the integration tests, so
 # the test database must be one they can open too: a file for SQLite, not memory.

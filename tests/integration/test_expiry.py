@@ -14,8 +14,8 @@ from accounts.expiry import accounts_claim_due, guest_accounts_reconcile
 from accounts.models import GuestAccount
 from accounts.services import default_policy
 from accounts.tasks import expire_accounts
-from guestgate.localpair import LocalPair
-from guestgate.matrix import MatrixClient, UnknownToken
+from devtools.localpair import LocalPair
+from matrix import MatrixClient, UnknownToken
 from rooms.models import CallRoom, JoinRequest
 from tests.conftest import unique_localpart
 from tests.faultproxy import FaultProxy

@@ -13,8 +13,8 @@ from django.conf import settings
 
 from accounts.models import GuestAccount
 from accounts.services import guest_account_session
-from guestgate.localpair import LocalPair
-from guestgate.matrix import MatrixClient
+from devtools.localpair import LocalPair
+from matrix import MatrixClient
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve

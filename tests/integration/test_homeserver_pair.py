@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from guestgate.localpair import LocalPair
-from guestgate.matrix import MatrixClient, UnknownToken
+from devtools.localpair import LocalPair
+from matrix import MatrixClient, UnknownToken
 from rooms.models import MembershipEvent
 from tests.waiting import wait_for
 
@@ -27,7 +27,7 @@ def test_a_guest_account_is_registered_through_the_appservice_with_a_real_device
 def test_a_name_outside_guestgates_namespace_is_refused(
     guest_appservice: MatrixClient,
 ) -> None:
-    from guestgate.matrix import ExclusiveNamespace, InvalidUsername
+    from matrix import ExclusiveNamespace, InvalidUsername
 
     with pytest.raises((ExclusiveNamespace, InvalidUsername)):
         guest_appservice.register_appservice_user("someone_else")
@@ -112,7 +112,7 @@ def test_a_banned_guest_cannot_knock_again(
     guest_user_id: str,
     knock_room: str,
 ) -> None:
-    from guestgate.matrix import Forbidden
+    from matrix import Forbidden
 
     guest = guest_appservice.as_user(guest_user_id)
     guest.knock(knock_room, via=[homeserver_pair.main.server_name])

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from guestgate.localpair import LocalPair
-from guestgate.matrix import Forbidden, MatrixClient
+from devtools.localpair import LocalPair
+from matrix import Forbidden, MatrixClient
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 from rooms.tasks import approve_claimed, join_guest
 from tests.conftest import Person

@@ -16,7 +16,7 @@ from accounts.models import GuestAccount
 from accounts.services import default_policy, guest_account_session
 from accounts.spares import spare_accounts_refill, spares_ready
 from guestgate import homeservers
-from guestgate.matrix import MatrixClient
+from matrix import MatrixClient
 from rooms.invite_links import invite_link_for_token
 from rooms.join_requests import join_request_provision, join_request_start
 from rooms.models import CallRoom, JoinRequest

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from guestgate.matrix import MatrixClient
+from matrix import MatrixClient
 from tests.guestbrowser import GuestBrowser, ModeratorBrowser
 from tests.waiting import wait_for
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from guestgate.localpair import local_pair
-from guestgate.localpair.config import appservice_registration
+from devtools.localpair import local_pair
+from devtools.localpair.config import appservice_registration
 
 
 def run(*args: str) -> tuple[dict, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guestgate.health import CHECK_NAMES
+from ops.health import CHECK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -42,7 +42,8 @@ _COMPOSE_ONLY_MARKER = "# --- docker compose only"
 
 
 def settings_variables() -> set[str]:
-    return set(_SETTINGS_READ.findall((ROOT / "guestgate" / "settings.py").read_text()))
+    sources = [ROOT / "guestgate" / "settings.py", ROOT / "guestgate" / "env.py"]
+    return {name for path in sources for name in _SETTINGS_READ.findall(path.read_text())}
 
 
 def env_example_sections() -> tuple[set[str], set[str]]:

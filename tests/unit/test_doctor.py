@@ -20,9 +20,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from guestgate import doctor
-from guestgate.doctor import Check, Outcome
-from guestgate.matrix import BadRequest, Forbidden, HomeserverUnavailable, NotFound
+from matrix import BadRequest, Forbidden, HomeserverUnavailable, NotFound
+from ops import doctor
+from ops.doctor import Check, Outcome
 from rooms.models import CallRoom
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,7 @@ def nowhere(settings) -> str:
     settings.GUEST_USER_PREFIX = "guest_"
     settings.MAIN_APPSERVICE_ID = "guestgate-main"
     settings.GUEST_ADMIN_TOKEN = GUEST_ADMIN_TOKEN
-    settings.LOCAL_PAIR_PROFILE = ""  # a real deployment: no local admin made on the fly
+    settings.GUEST_ADMIN_TOKEN_FILE = ""  # a real deployment: no local admin
     return url
 
 

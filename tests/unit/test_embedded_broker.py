@@ -1,5 +1,5 @@
 """The embedded broker's choice of how long to wait for the next message, on real kombu
-channels of its transport over a real queue folder (guestgate/embedded_broker.py)."""
+channels of its transport over a real queue folder (devtools/embedded_broker.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 
-from guestgate.embedded_broker import Transport, use_safe_filesystem_transport
+from devtools.embedded_broker import Transport, use_safe_filesystem_transport
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from guestgate import health
+from ops import health
 from rooms.models import AppserviceTransaction
 
 pytestmark = pytest.mark.django_db

@@ -19,8 +19,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone, translation
 
-from guestgate.matrix import Forbidden, HomeserverUnavailable, MatrixError
-from guestgate.tasks import guest_message
+from guestgate.retrying import guest_message
+from matrix import Forbidden, HomeserverUnavailable, MatrixError
 from rooms.call_rooms import call_room_problems
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, InviteLink, JoinRequest

@@ -14,8 +14,8 @@ from django.db import connection, connections
 from django.db.models import F
 from django.utils import timezone
 
-from guestgate.embedded_broker import Channel
-from guestgate.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
+from devtools.embedded_broker import Channel
+from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
 from rooms import join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher

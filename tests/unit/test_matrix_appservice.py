@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from guestgate.matrix import bearer_token, parse_transaction, tokens_match
+from matrix import bearer_token, parse_transaction, tokens_match
 
 FIXTURES = Path(__file__).parent / "fixtures" / "matrix"
 

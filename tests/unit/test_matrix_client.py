@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from guestgate.matrix import (
+from matrix import (
     BadRequest,
     Forbidden,
     HomeserverUnavailable,
@@ -27,8 +27,8 @@ from guestgate.matrix import (
     ids,
     register_with_shared_secret,
 )
-from guestgate.matrix.client import JOIN_RACE_DELAYS
-from guestgate.matrix.types import CREATOR_POWER_LEVEL
+from matrix.client import JOIN_RACE_DELAYS
+from matrix.types import CREATOR_POWER_LEVEL
 
 FIXTURES = Path(__file__).parent / "fixtures" / "matrix"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guestgate.matrix import (
+from matrix import (
     BadRequest,
     ExclusiveNamespace,
     Forbidden,

@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import GuestAccount
 from accounts.services import default_policy
-from guestgate.health import broker_probe
-from guestgate.matrix import Forbidden, HomeserverUnavailable
-from guestgate.stepstats import run_step
-from guestgate.tasks import run_retrying
+from guestgate.retrying import run_retrying
+from matrix import Forbidden, HomeserverUnavailable
+from ops.health import broker_probe
+from ops.stepstats import run_step
 from rooms.models import AppserviceTransaction, AuditEntry, CallRoom, InviteLink, JoinRequest
 
 pytestmark = pytest.mark.django_db

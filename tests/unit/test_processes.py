@@ -1,4 +1,4 @@
-"""Starting and stopping GuestGate's own processes (guestgate/processes.py), with real child
+"""Starting and stopping GuestGate's own processes (devtools/processes.py), with real child
 processes: the same code runs them for `make run`, the tests and the bench."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guestgate import processes
+from devtools import processes
 
 
 def python(code: str) -> list[str]:

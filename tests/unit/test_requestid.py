@@ -12,8 +12,8 @@ from celery import signals
 from django.test import Client
 
 from guestgate.celery import app as celery_app
-from guestgate.logs import JsonFormatter, RedactSecretsFilter, redact
-from guestgate.requestid import TASK_HEADER, RequestIdFilter, request_id
+from ops.logs import JsonFormatter, RedactSecretsFilter, redact
+from ops.requestid import TASK_HEADER, RequestIdFilter, request_id
 from rooms import tasks
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
-from guestgate.security import ContentSecurityPolicyMiddleware
+from ops.security import ContentSecurityPolicyMiddleware
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ def test_a_missing_homeserver_setting_is_named_with_a_hint() -> None:
 
     assert ids(errors) == ["guestgate.E001", "guestgate.E001"]
     assert "GUEST_HS_URL is not set" in errors[0].msg
-    assert "GUESTGATE_LOCAL_PAIR=dev" in str(errors[0].hint)
+    assert "python -m devtools" in str(errors[0].hint)
     assert "MAIN_HS_TOKEN is not set" in errors[1].msg
 
 

@@ -3,7 +3,7 @@
 Prints the appservice registration file to list in the homeserver's
 ``app_service_config_files``, with fresh random tokens, and on standard error the lines
 GuestGate's environment needs to match it. Tokens go to the terminal (or ``--out``) only,
-never to a log. The shape is the local pair's (``guestgate/localpair/config.py``), which the
+never to a log. The shape is the local pair's (``devtools/localpair/config.py``), which the
 test suite runs against real Synapse servers.
 
 Spec: https://spec.matrix.org/v1.16/application-service-api/#registration

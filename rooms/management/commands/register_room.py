@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from guestgate.errors import GuestGateError
-from guestgate.matrix import MatrixError
+from matrix import MatrixError
 from rooms.call_rooms import call_room_fix_join_rule, call_room_register
 from rooms.models import CallRoom
 

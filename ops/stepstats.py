@@ -4,7 +4,7 @@ Web workers and Celery workers are separate processes, so in-process counters wo
 tell a part. These counts live in Django's cache instead: Redis in production, where INCRBY
 is atomic and keys never expire; the file cache in development, where a count may be lost
 now and then (concurrent writers, culled files), which is fine for a glance. ``/metrics``
-reads them (``guestgate.metrics``). Recording never fails a task: a cache that is down costs
+reads them (``ops.metrics``). Recording never fails a task: a cache that is down costs
 only the numbers.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-from guestgate.matrix import MatrixError
+from matrix import MatrixError
 
 logger = logging.getLogger(__name__)
 

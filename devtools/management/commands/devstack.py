@@ -17,9 +17,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from guestgate import processes
-from guestgate.localpair import local_pair
-from guestgate.localpair.process import down, ensure_up
+from devtools import processes
+from devtools.localpair import configured_pair
+from devtools.localpair.process import down, ensure_up
 
 
 class Command(BaseCommand):
@@ -27,9 +27,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.LOCAL_PAIR_PROFILE:
-            raise CommandError("devstack runs the local pair: set GUESTGATE_LOCAL_PAIR=dev")
-        pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        pair = configured_pair()
         # The web server listens where the pair's main homeserver pushes (and links point:
         # PUBLIC_URL), so it moves with GUESTGATE_LOCAL_APPSERVICE_PORT, never on its own.
         port = int(pair.appservice_url.rsplit(":", 1)[1])

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from guestgate.doctor import run_all
+from ops.doctor import run_all
 
 _MARK = {True: "✓", False: "✗", None: "\u2013"}  # en dash: not checked
 

@@ -3,7 +3,7 @@
 GuestGate runs as several processes (web workers, Celery workers, beat), so business numbers
 are not counted in memory: they are cheap aggregate queries on the database, made when
 Prometheus asks. Step durations and homeserver errors, which no table records, come from
-counters in Django's cache (``guestgate.stepstats``). Per-process collectors (CPU, memory of
+counters in Django's cache (``ops.stepstats``). Per-process collectors (CPU, memory of
 whichever web worker answered) are left out on purpose: they would describe one process.
 """
 
@@ -28,8 +28,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from guestgate import stepstats
-from guestgate.health import broker_probe
+from ops import stepstats
+from ops.health import broker_probe
 
 logger = logging.getLogger(__name__)
 

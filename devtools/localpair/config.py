@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from guestgate.localpair import LocalHomeserver, LocalPair
+from devtools.localpair import LocalHomeserver, LocalPair
 
 _CA_VALIDITY = datetime.timedelta(days=3650)
 _LEAF_VALIDITY = datetime.timedelta(days=825)
@@ -45,7 +45,7 @@ class ServerFiles:
     log_config: Path
     log: Path  # Synapse's own log (WARNING and above)
     console: Path  # the process's stdout and stderr: start-up errors land here
-    pid: Path  # our PID file, written by guestgate.localpair.process right after spawn
+    pid: Path  # our PID file, written by devtools.localpair.process right after spawn
     synapse_pid: Path  # Synapse's pid_file (only used by Synapse when it daemonizes)
     signing_key: Path
     tls_certificate: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from argparse import ArgumentParser
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from guestgate.localpair import PROFILES, LocalPair, local_pair
-from guestgate.localpair.process import LocalPairError, PairStatus, down, status, up
+from devtools.localpair import PROFILES, LocalPair, local_pair
+from devtools.localpair.process import LocalPairError, PairStatus, down, status, up
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--profile",
             choices=sorted(PROFILES),
-            default=getattr(settings, "LOCAL_PAIR_PROFILE", "") or "dev",
+            default=os.environ.get("GUESTGATE_LOCAL_PAIR") or "dev",
             help="which pair: dev (make run) or test (the test suite); "
             "default GUESTGATE_LOCAL_PAIR or dev",
         )

@@ -25,7 +25,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
-from guestgate.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch, folder_watch
+from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch, folder_watch
 
 
 class Channel(filesystem.Channel):

@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from guestgate.localpair import LocalHomeserver, LocalPair
-from guestgate.localpair.config import (
+from devtools.localpair import LocalHomeserver, LocalPair
+from devtools.localpair.admin import local_admin_token
+from devtools.localpair.config import (
     ServerFiles,
     authority_files,
     server_files,
@@ -162,6 +163,7 @@ def up(pair: LocalPair, timeout: float = 60.0) -> PairStatus:
                 started[server.role] = _spawn(server)
             pids.update(started)
             _wait_until_ready(pair, pids, deadline)
+            local_admin_token(pair.guest)  # GUEST_ADMIN_TOKEN_FILE of devtools.settings
         except BaseException:
             # Leave nothing half-started behind; the original error is the one to report.
             with contextlib.suppress(LocalPairError):

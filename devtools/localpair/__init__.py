@@ -1,7 +1,8 @@
 """The local pair of Synapse homeservers, ``guest`` and ``main``, for ``make run`` and tests.
 
 This module only describes a pair (ports, server names, tokens); it starts nothing and does not
-import Django, because the settings module reads it. ``guestgate.localpair.process`` runs one.
+import Django: ``use_local_pair`` runs before Django reads its settings (``devtools.settings``,
+``tests.settings``). ``devtools.localpair.process`` runs a pair.
 
 Two profiles exist so that the tests never touch the pair a developer is clicking around in:
 ``dev`` (GuestGate on :8000) and ``test`` (the test live server on :28499).
@@ -14,6 +15,8 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from guestgate.env import var_dir
 
 PROFILES: dict[str, tuple[int, int]] = {
     # profile: (port base, port GuestGate listens on for appservice pushes from main)
@@ -57,8 +60,13 @@ class LocalPair:
     def servers(self) -> tuple[LocalHomeserver, LocalHomeserver]:
         return (self.guest, self.main)
 
-    def settings_defaults(self) -> dict[str, str]:
-        """The values GuestGate's settings take from this pair unless the environment says."""
+    @property
+    def admin_token_file(self) -> Path:
+        """Where ``up`` keeps the token of a Synapse admin on the guest server (reconciliation)."""
+        return self.guest.directory / "admin.token"
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that point GuestGate's settings at this pair."""
         return {
             "GUEST_HS_URL": self.guest.client_url,
             "GUEST_HS_SERVER_NAME": self.guest.server_name,
@@ -69,8 +77,27 @@ class LocalPair:
             "MAIN_AS_TOKEN": self.main.as_token,
             "MAIN_HS_TOKEN": self.main.hs_token,
             "MAIN_BOT_LOCALPART": self.bot_localpart,
-            "PUBLIC_URL": self.appservice_url,
+            "GUESTGATE_PUBLIC_URL": self.appservice_url,
         }
+
+
+def use_local_pair(default_profile: str) -> LocalPair:
+    """Make the pair of ``GUESTGATE_LOCAL_PAIR`` (else ``default_profile``) the default of
+    GuestGate's homeserver settings: explicit variables still win. Call before Django reads
+    its settings; processes started afterwards inherit the environment."""
+    profile = os.environ.setdefault("GUESTGATE_LOCAL_PAIR", default_profile)
+    pair = local_pair(profile, var_dir() / "homeservers")
+    for name, value in pair.environment().items():
+        os.environ.setdefault(name, value)
+    return pair
+
+
+def configured_pair() -> LocalPair:
+    """The pair ``use_local_pair`` pointed this process's settings at."""
+    profile = os.environ.get("GUESTGATE_LOCAL_PAIR")
+    if not profile:
+        raise LookupError("no local pair: run through python -m devtools (make run) or the tests")
+    return local_pair(profile, var_dir() / "homeservers")
 
 
 def local_pair(profile: str, root: Path) -> LocalPair:

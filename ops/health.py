@@ -22,8 +22,8 @@ from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
-from guestgate.matrix import MatrixError, build_http_client
-from guestgate.matrix.http import send
+from matrix import MatrixError, build_http_client
+from matrix.http import send
 
 BROKER_TIMEOUT_SECONDS = 2
 HOMESERVER_TIMEOUT_SECONDS = 3.0

@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from guestgate.localpair import LocalPair, local_pair
-from guestgate.matrix import (
+from devtools.localpair import LocalPair, configured_pair
+from matrix import (
     Forbidden,
     MatrixClient,
     NotFound,
@@ -34,9 +34,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.LOCAL_PAIR_PROFILE:
-            raise CommandError("seed_demo works on the local pair: set GUESTGATE_LOCAL_PAIR=dev")
-        pair = local_pair(settings.LOCAL_PAIR_PROFILE, settings.VAR_DIR / "homeservers")
+        pair = configured_pair()
         demo_file = pair.directory / "demo.json"
         demo: dict[str, str] = json.loads(demo_file.read_text()) if demo_file.exists() else {}
         password = demo.setdefault("moderator_password", secrets.token_urlsafe(12))

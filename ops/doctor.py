@@ -22,8 +22,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import connection
 
-from guestgate import health
-from guestgate.matrix import (
+from matrix import (
     ExclusiveNamespace,
     Forbidden,
     HomeserverUnavailable,
@@ -34,8 +33,9 @@ from guestgate.matrix import (
     UnknownToken,
     build_http_client,
 )
-from guestgate.matrix.http import client_path, send
-from guestgate.matrix.ids import escape, make_user_id, server_name
+from matrix.http import client_path, send
+from matrix.ids import escape, make_user_id, server_name
+from ops import health
 
 #: Seconds for each homeserver request (no retries: the doctor reports, it does not insist).
 TIMEOUT_SECONDS = 10.0

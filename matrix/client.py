@@ -25,7 +25,7 @@ from .errors import Forbidden, HomeserverUnavailable, MatrixError, NotFound, Rat
 from .http import Params, build_http_client, client_path, optional_str, required_str, send
 from .types import Member, PowerLevels, RoomInfo, Session, Whoami, creators_have_infinite_power
 
-logger = logging.getLogger("guestgate.matrix")
+logger = logging.getLogger("matrix")
 
 #: First wait of the exponential backoff, in seconds (then doubled per attempt, with jitter).
 BACKOFF_BASE = 0.5

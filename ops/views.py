@@ -6,8 +6,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from guestgate.health import health_check
-from guestgate.metrics import metrics_access_allowed, metrics_exposition
+from ops.health import health_check
+from ops.metrics import metrics_access_allowed, metrics_exposition
 
 
 @require_GET

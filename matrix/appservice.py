@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-logger = logging.getLogger("guestgate.matrix")
+logger = logging.getLogger("matrix")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from celery import Task
 from django.utils.translation import gettext_noop
 
-from guestgate.matrix import MatrixError, RateLimited
-from guestgate.stepstats import run_step
+from matrix import MatrixError, RateLimited
+from ops.stepstats import run_step
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import httpx
 from .errors import HomeserverUnavailable, error_from_response
 from .ids import escape
 
-logger = logging.getLogger("guestgate.matrix")
+logger = logging.getLogger("matrix")
 
 USER_AGENT = "GuestGate"
 

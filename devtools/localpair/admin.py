@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from guestgate.localpair import LocalHomeserver
-from guestgate.matrix import MatrixClient, UnknownToken, UserInUse, register_with_shared_secret
+from devtools.localpair import LocalHomeserver
+from matrix import MatrixClient, UnknownToken, UserInUse, register_with_shared_secret
 
 ADMIN_LOCALPART = "guestgate_admin"
 
@@ -13,7 +13,7 @@ ADMIN_LOCALPART = "guestgate_admin"
 def local_admin_token(server: LocalHomeserver) -> str:
     """The admin's token, kept in the server's directory; registered (or re-logged in) as
     needed."""
-    token_file = server.directory / "admin.token"
+    token_file = server.directory / "admin.token"  # LocalPair.admin_token_file
     password_file = server.directory / "admin.password"
     if token_file.exists():
         token = token_file.read_text().strip()

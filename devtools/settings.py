@@ -1,0 +1,21 @@
+"""GuestGate's one settings module, pointed at the local homeserver pair: for ``make run``.
+
+``python -m devtools <command>`` uses it (``make run`` is ``python -m devtools devstack``): the
+local pair's URLs and tokens become environment defaults (explicit variables still win), the
+developer commands (``devstack``, ``homeservers``, ``seed_demo``) are installed, and the
+embedded Celery broker writes its messages atomically. ``tests.settings`` builds on it.
+"""
+
+from devtools.embedded_broker import use_safe_filesystem_transport
+from devtools.localpair import use_local_pair
+
+_PAIR = use_local_pair("dev")
+
+from guestgate.settings import *  # noqa: E402, F403
+from guestgate.settings import CELERY_BROKER_URL, GUEST_ADMIN_TOKEN, INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]
+if not GUEST_ADMIN_TOKEN:
+    GUEST_ADMIN_TOKEN_FILE = str(_PAIR.admin_token_file)  # made by `homeservers up`
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    use_safe_filesystem_transport()  # in every process: web, worker and beat read this module
