@@ -3,6 +3,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY guestgate guestgate
+COPY matrix matrix
+COPY ops ops
 COPY accounts accounts
 COPY rooms rooms
 COPY templates templates
