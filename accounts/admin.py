@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from accounts.expiry import accounts_due_count
 from accounts.models import GuestAccount, RetentionPolicy
+from accounts.selectors import accounts_due_count
 
 
 @admin.register(RetentionPolicy)

@@ -1,20 +1,84 @@
-"""Writes of guest accounts: creating the record, provisioning it on the guest homeserver."""
+"""Writes of guest accounts: creating the record, provisioning it on the guest homeserver.
+
+Every change of an account's row goes through ``move_guest_account(s)``: a conditional UPDATE
+on the statuses it may leave, so that no step (a provisioning task, a refill, a rename) can
+bring back an account that the expiry sweep or reconciliation has claimed meanwhile.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.crypto import decrypt, encrypt, token_hash
-from matrix import Forbidden, MatrixClient, Session, UnknownToken, UserInUse
+from matrix import Forbidden, MatrixClient, UnknownToken, UserInUse
 
 logger = logging.getLogger(__name__)
+
+
+Status = GuestAccount.Status
+#: An account a guest may still use.
+LIVE = (Status.PENDING, Status.ACTIVE)
+
+
+def move_guest_accounts(
+    accounts: QuerySet[GuestAccount] | Iterable[int],
+    *,
+    from_: Iterable[str],
+    to: str | None,
+    **fields: object,
+) -> int:
+    """Set ``fields`` (and the status ``to``, unless None) on those of ``accounts`` (a query or
+    ids) whose status is one of ``from_``; how many changed."""
+    if to is not None:
+        fields["status"] = to
+    chosen = (
+        accounts
+        if isinstance(accounts, QuerySet)
+        else GuestAccount.objects.filter(pk__in=list(accounts))
+    )
+    return chosen.filter(status__in=list(from_)).update(**fields)
+
+
+def move_guest_account(
+    account: GuestAccount, *, from_: Iterable[str], to: str | None, **fields: object
+) -> bool:
+    """``move_guest_accounts`` for one account, kept in step in memory; True if it changed."""
+    if not move_guest_accounts([account.pk], from_=from_, to=to, **fields):
+        return False
+    for name, value in fields.items():
+        setattr(account, name, value)
+    if to is not None:
+        account.status = to
+    return True
+
+
+def guest_account_ended(
+    account: GuestAccount,
+    *,
+    from_: Iterable[str],
+    reason: str,
+    deactivated_at: datetime | None = None,
+) -> bool:
+    """Record an account as expired (its token forgotten): by its policy, or because the
+    server no longer has it. True if this call recorded it."""
+    return move_guest_account(
+        account,
+        from_=from_,
+        to=Status.EXPIRED,
+        expired_at=timezone.now(),
+        deactivated_at=deactivated_at,
+        access_token_encrypted="",
+        expiry_reason=reason,
+    )
 
 
 def default_policy() -> RetentionPolicy:
@@ -46,40 +110,18 @@ def guest_account_create(
     )
 
 
-def guest_account_returning(*, browser_key: str) -> GuestAccount | None:
-    """The account this browser had, if it is alive and within its policy's return window."""
-    now = timezone.now()
-    candidates = (
-        GuestAccount.objects.filter(
-            browser_key_hash=token_hash(browser_key),
-            status__in=[GuestAccount.Status.PENDING, GuestAccount.Status.ACTIVE],
-        )
-        .select_related("policy")
-        .order_by("-created_at")[:5]
-    )
-    for account in candidates:
-        policy = account.policy
-        if (
-            now - account.created_at <= policy.return_window
-            and now - account.created_at < policy.account_lifetime
-        ):
-            return account
-    return None
-
-
 def guest_account_seen(account: GuestAccount) -> None:
     """Note activity (the lobby page open): the idle timeout counts from here. At most one
     write a minute per account."""
     now = timezone.now()
-    GuestAccount.objects.filter(pk=account.pk, last_seen_at__lt=now - timedelta(minutes=1)).update(
-        last_seen_at=now
-    )
+    GuestAccount.objects.filter(
+        pk=account.pk, status__in=LIVE, last_seen_at__lt=now - timedelta(minutes=1)
+    ).update(last_seen_at=now)
 
 
 def guest_account_rename(account: GuestAccount, *, display_name: str) -> None:
     if account.display_name != display_name:
-        GuestAccount.objects.filter(pk=account.pk).update(display_name=display_name)
-        account.display_name = display_name
+        move_guest_account(account, from_=LIVE, to=None, display_name=display_name)
 
 
 def guest_account_provision(account: GuestAccount, appservice: MatrixClient) -> None:
@@ -109,8 +151,8 @@ def guest_account_register(appservice: MatrixClient, account: GuestAccount) -> N
     """Register the account and log in its device, unless recorded as done already."""
     if account.registered_at is None:
         _register(appservice, account)
-        account.registered_at = timezone.now()
-        GuestAccount.objects.filter(pk=account.pk).update(registered_at=account.registered_at)
+        # Recorded whatever the status now: the account exists on the server either way.
+        move_guest_account(account, from_=Status.values, to=None, registered_at=timezone.now())
     if not account.access_token_encrypted:
         _log_in(appservice, account)
 
@@ -142,16 +184,6 @@ def guest_account_log_in_again(appservice: MatrixClient, account: GuestAccount) 
     return True
 
 
-def guest_account_session(account: GuestAccount) -> Session:
-    """The session a Matrix client of the guest uses: the public guest homeserver URL."""
-    return Session(
-        homeserver_url=settings.GUEST_HS_PUBLIC_URL,
-        user_id=account.user_id,
-        device_id=account.device_id,
-        access_token=decrypt(account.access_token_encrypted),
-    )
-
-
 def _register(appservice: MatrixClient, account: GuestAccount) -> None:
     try:
         appservice.register_appservice_user(account.localpart)
@@ -168,12 +200,11 @@ def _log_in(appservice: MatrixClient, account: GuestAccount) -> None:
         device_id=f"GUESTGATE{account.pk}",
         initial_device_display_name="GuestGate guest",
     )
-    account.device_id = session.device_id or ""
-    account.access_token_encrypted = encrypt(session.access_token)
-    if account.status == GuestAccount.Status.PENDING:
-        account.status = GuestAccount.Status.ACTIVE
-    GuestAccount.objects.filter(pk=account.pk).update(
-        device_id=account.device_id,
-        access_token_encrypted=account.access_token_encrypted,
-        status=account.status,
-    )
+    device = {
+        "device_id": session.device_id or "",
+        "access_token_encrypted": encrypt(session.access_token),
+    }
+    # A spare stays a spare, a new guest's account becomes active; one claimed for expiry
+    # meanwhile keeps its claim (and the sweep deactivates the device with it).
+    if not move_guest_account(account, from_=[Status.PENDING], to=Status.ACTIVE, **device):
+        move_guest_account(account, from_=[Status.SPARE, Status.ACTIVE], to=None, **device)

@@ -2,9 +2,9 @@
 
 An arriving guest takes a spare in the transaction that records them (``spare_account_take``),
 so the provisioning task only sets the display name and knocks: register and login (two calls
-and two records, ~20 ms on the local pair) are off the path from "name typed" to "knock on the
-moderators' screen". A task tops the spares up after every take and each minute
-(``GUESTGATE_SPARE_ACCOUNTS``, default 5; 0 turns them off). When none is ready, a guest gets a
+and two records) are off the path from "name typed" to "knock on the moderators' screen". A
+task tops the spares up after every take and each minute (``GUESTGATE_SPARE_ACCOUNTS``,
+default 5; 0 turns them off). When none is ready, a guest gets a
 new account as before, so a burst of guests is never held up by the spares.
 
 A spare is an account like any other (record, act, record; reconciliation knows it), with no
@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import logging
 
+from celery import Task, shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
+from accounts.selectors import spare_accounts_ready, spares_ready
 from accounts.services import (
     default_policy,
     guest_account_create,
+    guest_account_ended,
     guest_account_register,
     guest_account_token_known,
+    move_guest_accounts,
 )
 from guestgate import homeservers
 from guestgate.crypto import token_hash
+from guestgate.retrying import run_retrying
 from matrix import MatrixClient
 
 logger = logging.getLogger(__name__)
@@ -49,10 +53,6 @@ REFILL_QUEUED_SECONDS = 60
 REFILL_DELAY_SECONDS = 1.0
 
 
-def spares_ready() -> int:
-    return _ready().count()
-
-
 def spare_account_take(
     *, display_name: str, browser_key: str, policy: RetentionPolicy
 ) -> GuestAccount | None:
@@ -61,9 +61,11 @@ def spare_account_take(
     if settings.GUEST_SPARE_ACCOUNTS <= 0:
         return None
     now = timezone.now()
-    for pk in _ready().order_by("pk").values_list("pk", flat=True)[:_TAKE_CANDIDATES]:
-        taken = GuestAccount.objects.filter(pk=pk, status=Status.SPARE).update(
-            status=Status.ACTIVE,
+    for pk in spare_accounts_ready().order_by("pk").values_list("pk", flat=True)[:_TAKE_CANDIDATES]:
+        taken = move_guest_accounts(
+            [pk],
+            from_=[Status.SPARE],
+            to=Status.ACTIVE,
             display_name=display_name,
             browser_key_hash=token_hash(browser_key),
             policy=policy,
@@ -122,25 +124,25 @@ def _close_spares_gone_from_the_server(appservice: MatrixClient) -> None:
     """A ready spare whose token the guest homeserver no longer knows (the server was reset,
     or an admin deactivated it) would cost the guest who takes it a second registration
     (``guest_account_log_in_again``): close it instead. One whoami per spare."""
-    for spare in _ready():
+    for spare in spare_accounts_ready():
         if not guest_account_token_known(appservice, spare):
             logger.warning("spare account %s is gone from the server", spare)
-            GuestAccount.objects.filter(pk=spare.pk, status=Status.SPARE).update(
-                status=Status.EXPIRED,
-                expired_at=timezone.now(),
-                access_token_encrypted="",
-                expiry_reason="gone from server",
-            )
-
-
-def _ready() -> QuerySet[GuestAccount]:
-    return GuestAccount.objects.filter(status=Status.SPARE).exclude(access_token_encrypted="")
+            guest_account_ended(spare, from_=[Status.SPARE], reason="gone from server")
 
 
 def _refill_soon() -> None:
-    from accounts.tasks import refill_spare_accounts  # the task calls this module
-
     if cache.add(REFILL_QUEUED, 1, timeout=REFILL_QUEUED_SECONDS):
         refill_spare_accounts.apply_async(
             kwargs={"check_ready": False}, countdown=REFILL_DELAY_SECONDS
         )
+
+
+@shared_task(bind=True, max_retries=5)
+def refill_spare_accounts(self: Task, check_ready: bool = True) -> None:
+    """After a guest took a spare, and every minute: top the spare accounts up."""
+    run_retrying(
+        self,
+        lambda: spare_accounts_refill(check_ready=check_ready),
+        # Given up: guests get new accounts meanwhile; the next minute's refill tries again.
+        on_give_up=lambda error: logger.warning("spare accounts not refilled: %s", error),
+    )

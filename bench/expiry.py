@@ -43,7 +43,6 @@ from django.utils import timezone
 from accounts.expiry import accounts_claim_due
 from accounts.models import GuestAccount
 from accounts.services import default_policy
-from accounts.tasks import expire_accounts
 from bench import measure
 from bench.probes import LatencyProbe, MemoryWatch, milliseconds
 from bench.report import Outcome, median, p95, table
@@ -52,6 +51,7 @@ from bench.stack import WORKER_CONCURRENCY, BenchError, Stack
 from devtools.localpair import LocalPair
 from guestgate.celery import app as celery_app
 from matrix import MatrixClient, MatrixError
+from rooms.expiry import expire_accounts
 from tests.guestbrowser import GuestBrowser
 
 Status = GuestAccount.Status

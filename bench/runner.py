@@ -23,9 +23,9 @@ from django.core.management import call_command
 from django.db import connection
 from kombu.utils.url import maybe_sanitize_url
 
+from accounts.selectors import spares_ready
 from accounts.services import default_policy
 from accounts.spares import REFILL_QUEUED as SPARES_REFILL_QUEUED
-from accounts.spares import spares_ready
 from bench import measure
 from bench.report import Comparison, Outcome, breakdown_table, comparison_table, median, p95
 from bench.stack import (

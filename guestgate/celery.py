@@ -24,25 +24,33 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     beat_schedule={
         "requeue-stuck-join-requests": {
-            "task": "rooms.tasks.requeue_stuck_join_requests",
+            "task": "rooms.provisioning.requeue_stuck_join_requests",
             "schedule": 60.0,
         },
         "refill-spare-accounts": {
-            "task": "accounts.tasks.refill_spare_accounts",
+            "task": "accounts.spares.refill_spare_accounts",
             "schedule": 60.0,
         },
         "sweep-expired-accounts": {
-            "task": "accounts.tasks.sweep_expired_accounts",
+            "task": "rooms.expiry.sweep_expired_accounts",
             "schedule": 60.0,
         },
         "reconcile-guest-accounts": {
-            "task": "accounts.tasks.reconcile_guest_accounts",
+            "task": "accounts.expiry.reconcile_guest_accounts",
             "schedule": 3600.0,
         },
-        "purge-records": {"task": "accounts.tasks.purge_records", "schedule": 3600.0},
+        "purge-records": {"task": "rooms.expiry.purge_records", "schedule": 3600.0},
     },
 )
-app.autodiscover_tasks()
+# Each task lives beside the step it runs (no module looks a task up by name).
+app.conf.imports = (
+    "accounts.expiry",
+    "accounts.spares",
+    "rooms.expiry",
+    "rooms.joining",
+    "rooms.moderation",
+    "rooms.provisioning",
+)
 connect_celery_signals()  # request ids travel with tasks
 use_django_logging_in_celery()  # same log format, request ids and redaction as the web
 

@@ -10,7 +10,6 @@ import random
 from collections.abc import Callable
 
 from celery import Task
-from django.utils.translation import gettext_noop
 
 from matrix import MatrixError, RateLimited
 from ops.stepstats import run_step
@@ -26,22 +25,6 @@ def retry_delay(error: MatrixError, retries: int) -> float:
     if isinstance(error, RateLimited) and error.retry_after_ms:
         return error.retry_after_ms / 1000 + random.uniform(0, 0.5)  # noqa: S311
     return min(MAX_BACKOFF_SECONDS, 2.0**retries) * random.uniform(0.5, 1.0)  # noqa: S311
-
-
-# Stored in English on the join request and its audit entry; the lobby shows them translated
-# (guestgate.i18n).
-_SERVER_UNAVAILABLE = gettext_noop(
-    "The server is not answering at the moment, so your guest pass could not be "
-    "finished. Please try again in a minute."
-)
-_SERVER_FAILED = gettext_noop("Something went wrong on the server (%(code)s). Please try again.")
-GUEST_MESSAGES = (_SERVER_UNAVAILABLE, _SERVER_FAILED)
-
-
-def guest_message(error: MatrixError) -> str:
-    if error.retryable:
-        return _SERVER_UNAVAILABLE
-    return _SERVER_FAILED % {"code": error.code}
 
 
 def run_retrying(

@@ -94,9 +94,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # take the write lock when a transaction begins (a read that later writes would otherwise
     # fail with "database is locked" when another process writes in between). WAL: readers
     # (long polls, the dashboard) never wait for a writer, and a commit costs a write to the
-    # log instead of two fsyncs of the database file (2.1 ms -> well under 1 ms per commit
-    # here); synchronous=NORMAL is safe in WAL mode (a power cut may lose the last commits,
-    # never corrupt the file).
+    # log instead of two fsyncs of the database file; synchronous=NORMAL is safe in WAL mode
+    # (a power cut may lose the last commits, never corrupt the file).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,
@@ -211,9 +210,8 @@ GUEST_USER_PREFIX = env_str("GUEST_USER_PREFIX") or "guest_"
 # Lifetimes, return window and display-name suffix live in retention policies (Django admin).
 # Expiry: accounts claimed by a sweep but not finished after this long are tried again.
 EXPIRY_STUCK_AFTER_SECONDS = env_int("GUESTGATE_EXPIRY_STUCK_AFTER_SECONDS", 300)
-# Accounts a task expires one after another. Small, so a sweep's last round keeps the worker's
-# threads busy: 1 000 accounts in batches of 50 on 8 threads ran 8 + 8 + 4, and a fifth of
-# the sweep ran on 4 threads (make bench, PostgreSQL: mean concurrency 7.1; batches of 10: 7.75).
+# Accounts a task expires one after another. Small, so that the sweep's last round still keeps
+# every worker thread busy (large batches leave threads idle while a few finish theirs).
 EXPIRY_BATCH_SIZE = env_int("GUESTGATE_EXPIRY_BATCH_SIZE", 10)
 EXPIRY_SWEEP_LIMIT = env_int("GUESTGATE_EXPIRY_SWEEP_LIMIT", 50_000)  # accounts claimed a sweep
 # Spare accounts: registered and logged in ahead of time, so an arriving guest waits only for

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from guestgate import views
 from ops import views as ops_views
-from rooms import api, appservice_views, dashboard_views, guest_views, link_views
+from rooms import api, appservice_views, dashboard_views, guest_views, invite_link_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,10 +25,10 @@ urlpatterns = [
     ),
     path("moderator/rooms/<int:pk>/check", dashboard_views.room_check, name="moderator-check"),
     path("moderator/rooms/<int:pk>/audit", dashboard_views.audit, name="moderator-audit"),
-    path("moderator/rooms/<int:pk>/links", link_views.links, name="moderator-links"),
-    path("moderator/links/<int:pk>/revoke", link_views.revoke, name="moderator-link-revoke"),
-    path("moderator/links/<int:pk>/qr.<str:kind>", link_views.qr, name="moderator-link-qr"),
-    path("moderator/links/<int:pk>/poster", link_views.poster, name="moderator-link-poster"),
+    path("moderator/rooms/<int:pk>/links", invite_link_views.links, name="moderator-links"),
+    path("moderator/links/<int:pk>/revoke", invite_link_views.revoke, name="moderator-link-revoke"),
+    path("moderator/links/<int:pk>/qr.<str:kind>", invite_link_views.qr, name="moderator-link-qr"),
+    path("moderator/links/<int:pk>/poster", invite_link_views.poster, name="moderator-link-poster"),
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
     path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
     path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from matrix.appservice import bearer_token, parse_transaction, tokens_match
-from rooms.intake import appservice_transaction_receive
+from rooms.membership import appservice_transaction_receive
 
 
 def _matrix_error(status: int, errcode: str, error: str) -> JsonResponse:

@@ -6,44 +6,16 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from guestgate.i18n import stored_sentence_translated
 from matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
+from rooms import messages
+from rooms.messages import room_problem
 from rooms.models import CallRoom
 
 KNOCK_RULES = ("knock", "knock_restricted")
-
-# A room's problems are stored in English (the room is read by moderators in any language, the
-# API and manage.py commands) and shown translated: call_room_problems, guestgate.i18n.
-_BOT_NOT_IN_ROOM = gettext_noop(
-    "GuestGate's bot %(bot_id)s is not in the room. Invite it to the room "
-    "(it joins by itself), then check again."
-)
-_NO_KNOCK_VERSION = gettext_noop(
-    "The room is of version %(version)s, which does not support asking to "
-    "join. Upgrade the room to version 7 or newer (in Element: /upgraderoom 12)."
-)
-_NOT_KNOCK_RULE = gettext_noop(
-    "The room's join rule is “%(join_rule)s”. Guests can only ask to join a room "
-    "set to “Ask to join” (join rule knock)."
-)
-_BOT_MAY_NOT_INVITE = gettext_noop(
-    "GuestGate's bot %(bot_id)s may not invite: give it power level %(level)s or more."
-)
-_BOT_MAY_NOT_KICK = gettext_noop(
-    "GuestGate's bot %(bot_id)s may not remove people (needed to deny a "
-    "guest): give it power level %(level)s or more."
-)
-_PROBLEMS = (
-    _BOT_NOT_IN_ROOM,
-    _NO_KNOCK_VERSION,
-    _NOT_KNOCK_RULE,
-    _BOT_MAY_NOT_INVITE,
-    _BOT_MAY_NOT_KICK,
-)
 
 
 class RoomNotFound(GuestGateError):
@@ -54,7 +26,7 @@ class RoomNotFound(GuestGateError):
 @dataclass(frozen=True)
 class RoomCheck:
     name: str
-    problems: list[str]
+    problems: list[dict[str, object]]  # rooms.messages.room_problem
     protected_names: list[str]
     fixable_join_rule: bool  # the bot may set the join rule to knock itself
     power_levels: dict[str, object] = field(default_factory=dict)
@@ -71,11 +43,6 @@ def call_room_register(*, room: str, registered_by: str) -> CallRoom:
         room_id = _room_id(bot, room)
         check = _check(bot, room_id)
     return _save(room_id, check, registered_by=registered_by)
-
-
-def call_room_problems(call_room: CallRoom) -> list[str]:
-    """The room's problems in the reader's language."""
-    return [stored_sentence_translated(problem, _PROBLEMS) for problem in call_room.problems]
 
 
 def call_room_recheck(call_room: CallRoom) -> CallRoom:
@@ -115,7 +82,7 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
     except (Forbidden, NotFound):
         return RoomCheck(
             name="",
-            problems=[_BOT_NOT_IN_ROOM % {"bot_id": bot_id}],
+            problems=[room_problem(messages.BOT_NOT_IN_ROOM, bot_id=bot_id)],
             protected_names=[],
             fixable_join_rule=False,
         )
@@ -136,16 +103,18 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
     )
 
 
-def _problems(info: RoomInfo, levels: PowerLevels, bot_id: str) -> list[str]:
+def _problems(info: RoomInfo, levels: PowerLevels, bot_id: str) -> list[dict[str, object]]:
     problems = []
     if not _supports_knock(info.room_version):
-        problems.append(_NO_KNOCK_VERSION % {"version": info.room_version})
+        problems.append(room_problem(messages.NO_KNOCK_VERSION, version=info.room_version))
     if info.join_rule not in KNOCK_RULES:
-        problems.append(_NOT_KNOCK_RULE % {"join_rule": info.join_rule})
+        problems.append(room_problem(messages.NOT_KNOCK_RULE, join_rule=info.join_rule))
     if not levels.may_invite(bot_id):
-        problems.append(_BOT_MAY_NOT_INVITE % {"bot_id": bot_id, "level": levels.invite})
+        problems.append(
+            room_problem(messages.BOT_MAY_NOT_INVITE, bot_id=bot_id, level=levels.invite)
+        )
     if not levels.may_kick(bot_id):
-        problems.append(_BOT_MAY_NOT_KICK % {"bot_id": bot_id, "level": levels.kick})
+        problems.append(room_problem(messages.BOT_MAY_NOT_KICK, bot_id=bot_id, level=levels.kick))
     return problems
 
 

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,7 +17,6 @@ from guestgate.errors import GuestGateError
 from matrix import MatrixError
 from rooms.call_rooms import (
     call_room_fix_join_rule,
-    call_room_problems,
     call_room_recheck,
     call_room_register,
 )
@@ -25,8 +24,9 @@ from rooms.live import changes
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
 from rooms.moderators import SignInRefused, moderator_sign_in
-from rooms.permissions import RoomRights, matrix_id_of, room_rights
+from rooms.permissions import actor_name, room_for, room_rights
 from rooms.selectors import (
+    call_room_problems,
     room_audit,
     room_queue,
     room_queue_token,
@@ -81,19 +81,6 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     return redirect("moderator-login")
 
 
-def _actor(request: HttpRequest) -> str:
-    return matrix_id_of(request.user) or f"admin {request.user.get_username()}"
-
-
-def _room_for(request: HttpRequest, pk: int) -> tuple[CallRoom, RoomRights]:
-    """A room the person may see; others are not found (their existence is not revealed)."""
-    room = get_object_or_404(CallRoom, pk=pk)
-    rights = room_rights(room, request.user)
-    if not rights.see:
-        raise Http404("no such room for this moderator")
-    return room, rights
-
-
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -106,7 +93,7 @@ def room_register(request: HttpRequest) -> HttpResponse:
     typed = request.POST.get("room", "").strip()
     existed = CallRoom.objects.filter(room_id=typed).exists()
     try:
-        room = call_room_register(room=typed, registered_by=_actor(request))
+        room = call_room_register(room=typed, registered_by=actor_name(request.user))
     except (GuestGateError, MatrixError) as error:
         messages.error(request, error.message)
         return redirect("dashboard")
@@ -127,7 +114,7 @@ def room_register(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    room, rights = _room_for(request, pk)
+    room, rights = room_for(request, pk)
     return render(
         request,
         "moderator/room.html",
@@ -146,7 +133,7 @@ def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def room_queue_live(request: HttpRequest, pk: int) -> JsonResponse:
     """Long poll: answers when the room's queue changed since ``?since=`` (or after ~20 s)."""
-    room, rights = _room_for(request, pk)
+    room, rights = room_for(request, pk)
     since = request.GET.get("since", "")
     mark = changes.room_mark(room.pk)  # before reading the token: no change slips between
     if since and room_queue_token(room) == since:
@@ -174,7 +161,7 @@ def room_queue_live(request: HttpRequest, pk: int) -> JsonResponse:
 
 def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
-    room, rights = _room_for(request, join_request.room_id)
+    room, rights = room_for(request, join_request.room_id)
     allowed = {"approve": rights.approve, "deny": rights.deny, "ban": rights.ban}[decision]
     if not allowed:
         messages.error(request, gettext("Your power level in this room does not allow that."))
@@ -182,10 +169,13 @@ def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     reason = request.POST.get("reason", "").strip()[:500]
     try:
         if decision == "approve":
-            join_request_approve(join_request, moderator=_actor(request))
+            join_request_approve(join_request, moderator=actor_name(request.user))
         else:
             join_request_deny(
-                join_request, moderator=_actor(request), reason=reason, ban=decision == "ban"
+                join_request,
+                moderator=actor_name(request.user),
+                reason=reason,
+                ban=decision == "ban",
             )
     except GuestGateError as error:
         messages.warning(request, error.message)
@@ -219,16 +209,14 @@ def ban(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
-    room, rights = _room_for(request, pk)
+    room, rights = room_for(request, pk)
     if not rights.approve:
         messages.error(request, gettext("Your power level in this room does not allow that."))
         return redirect("moderator-room", pk=room.pk)
-    result = join_requests_approve_all(room, moderator=_actor(request))
+    result = join_requests_approve_all(room, moderator=actor_name(request.user))
     said = [gettext("Let in %(count)d.") % {"count": result.approved}]
     if result.skipped:
         said.append(gettext("%(count)d were already handled.") % {"count": result.skipped})
-    if result.failed:
-        said.append(gettext("%(count)d failed; try again.") % {"count": result.failed})
     messages.success(request, " ".join(said))
     return redirect("moderator-room", pk=room.pk)
 
@@ -236,7 +224,7 @@ def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_check(request: HttpRequest, pk: int) -> HttpResponse:
-    room, _rights = _room_for(request, pk)
+    room, _rights = room_for(request, pk)
     try:
         if request.POST.get("fix") == "join_rule":
             room = call_room_fix_join_rule(room)
@@ -250,7 +238,7 @@ def room_check(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def audit(request: HttpRequest, pk: int) -> HttpResponse:
-    room, _rights = _room_for(request, pk)
+    room, _rights = room_for(request, pk)
     query = request.GET.get("q", "").strip()[:100]
     return render(
         request,

@@ -13,15 +13,15 @@ from accounts.services import guest_account_seen
 from ops.ratelimit import Limit, rate_limits_hit
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
-from rooms.join_requests import (
+from rooms.live import changes
+from rooms.models import JoinRequest
+from rooms.provisioning import (
     RoomFull,
     join_request_cancel,
     join_request_retry,
     join_request_start,
     policy_for_link,
 )
-from rooms.live import changes
-from rooms.models import JoinRequest
 from rooms.selectors import join_request_for_lobby, lobby_state
 
 BROWSER_KEY_COOKIE = "guestgate_guest"

@@ -1,4 +1,5 @@
-"""Invite links: made by moderators, redeemed by guests. Tokens are stored only as hashes."""
+"""Invite links: made by moderators, redeemed by guests, and their public address. Tokens are
+stored only as hashes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
@@ -127,7 +130,7 @@ def _refuse_if_unusable(link: InviteLink) -> None:
         raise _unusable(_ROOM_GONE)
 
 
-def invite_link_revoke(link: InviteLink, *, by: str) -> bool:
+def invite_link_revoke(link: InviteLink) -> bool:
     """Withdraw the link at once; True if this call revoked it."""
     return (
         InviteLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
@@ -151,3 +154,15 @@ def invite_link_state(link: InviteLink) -> str:
     if link.max_uses is not None and link.use_count >= link.max_uses:
         return "used_up"
     return "active"
+
+
+def invite_url(token: str) -> str:
+    return f"{settings.PUBLIC_URL}{reverse('join', kwargs={'token': token})}"
+
+
+def grouped(token: str) -> str:
+    """The token in groups of five, for people typing it from a poster (hyphens are ignored)."""
+    groups = [token[i : i + 5] for i in range(0, len(token), 5)]
+    if len(groups) > 1 and len(groups[-1]) < 3:  # no lonely last letter: 5-5-5-5-6
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return "-".join(groups)

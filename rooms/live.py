@@ -25,9 +25,8 @@ from django.utils import timezone
 from rooms.dbsignal import ChangeSignal, change_signal
 from rooms.models import JoinRequest
 
-#: How often the watcher looks while someone waits, when it cannot hear of commits: 5 ms of
-#: delay on average, for one precompiled indexed query each time (with 2 gunicorn workers ~12 %
-#: of a core on the benchmark machine, however many wait).
+#: How often the watcher looks while someone waits, when it cannot hear of commits: one
+#: indexed query a tick, however many wait (the lobby benchmark prints what it costs).
 TICK_SECONDS = 0.01
 #: When it hears of commits: it looks anyway this often (a safety net), and at most this often
 #: (a busy database would otherwise have it look after every commit).

@@ -56,7 +56,7 @@ class CallRoom(models.Model):
     room_id = models.CharField(max_length=255, unique=True)
     name = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices)
-    problems = models.JSONField(default=list, blank=True)  # sentences for the moderator
+    problems = models.JSONField(default=list, blank=True)  # codes and values: rooms.messages
     # Names and ids of the room's moderators, which guests may not imitate.
     protected_names = models.JSONField(default=list, blank=True)
     # The room's m.room.power_levels content as last seen (pushes keep it current), and the
@@ -159,7 +159,9 @@ class JoinRequest(models.Model):
     user_id = models.CharField(max_length=255)
     display_name = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=Status.choices)
-    reason = models.TextField(blank=True)  # the moderator's reason, or what failed
+    reason = models.TextField(blank=True)  # the moderator's words, or reason_code's values
+    # GuestGate's own words to the guest (rooms.messages), shown in the guest's language.
+    reason_code = models.CharField(max_length=32, blank=True)
     decided_by = models.CharField(max_length=255, blank=True)
     version = models.PositiveIntegerField(default=1)
     attempts = models.PositiveSmallIntegerField(default=0)  # homeserver retries so far

@@ -2,8 +2,9 @@
 
 Record, act, record: a decision is first claimed on the row (a conditional UPDATE of
 ``decided_by``), so two moderators clicking at once cause one effect and the other is told
-who decided; then GuestGate's bot acts on the main homeserver; then the new state and the
-audit entry are stored. A homeserver failure releases the claim.
+who decided; then GuestGate's bot acts on the main homeserver; then the transition is recorded
+with its audit entry (``rooms.transitions``; main's push of the same change may record it
+first, for the moderator who claimed it). A homeserver failure releases the claim.
 """
 
 from __future__ import annotations
@@ -11,27 +12,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from celery import Task, shared_task
 from django.db import transaction
 from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
+from guestgate.retrying import run_retrying
 from matrix import MatrixError
-from rooms.join_requests import enqueue_after_commit, move_join_request
-from rooms.models import AuditEntry, CallRoom, JoinRequest
+from rooms.guest_steps import guest_step_run, join_request_load
+from rooms.joining import join_after_commit, join_request_join
+from rooms.models import CallRoom, JoinRequest
+from rooms.transitions import (
+    DECIDABLE,
+    By,
+    join_request_banned,
+    join_request_denied,
+    join_request_invited,
+)
 
 Status = JoinRequest.Status
-DECIDABLE = (Status.PROVISIONING, Status.WAITING)
 
 
 class AlreadyDecided(GuestGateError):
     code = "request.already_decided"
     status = 409
-
-
-class NotAllowed(GuestGateError):
-    code = "moderation.not_allowed"
-    status = 403
 
 
 def _claim(join_request: JoinRequest, moderator: str) -> None:
@@ -51,22 +56,11 @@ def _claim(join_request: JoinRequest, moderator: str) -> None:
     join_request.decided_by = moderator
 
 
-def _release(join_request: JoinRequest, moderator: str) -> None:
+def join_request_release(join_request: JoinRequest, *, moderator: str) -> None:
+    """Give a claimed request back to the queue (its invite could not be sent)."""
     JoinRequest.objects.filter(
         pk=join_request.pk, decided_by=moderator, status__in=DECIDABLE
     ).update(decided_by="")
-
-
-def _audit(join_request: JoinRequest, action: str, moderator: str, reason: str = "") -> None:
-    AuditEntry.objects.create(
-        room_id=join_request.room_id,
-        join_request=join_request,
-        action=action,
-        actor=moderator,
-        subject=join_request.user_id,
-        subject_name=join_request.display_name,
-        reason=reason,
-    )
 
 
 def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
@@ -75,7 +69,7 @@ def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
     try:
         join_request_invite_claimed(join_request, moderator=moderator)
     except MatrixError:
-        _release(join_request, moderator)
+        join_request_release(join_request, moderator=moderator)
         raise
 
 
@@ -84,20 +78,16 @@ def join_request_invite_claimed(
 ) -> None:
     """The act and record halves of an approval already claimed by ``moderator``.
 
-    ``queue_join=False``: the caller joins the guest itself (see rooms.tasks.approve_claimed).
+    ``queue_join=False``: the caller joins the guest itself (see ``approve_claimed``).
     """
     with homeservers.main_bot() as bot:
         bot.ensure_invited(
             join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
         )
     with transaction.atomic():
-        _audit(join_request, AuditEntry.Action.APPROVED, moderator)
-        if (
-            move_join_request(join_request, from_=DECIDABLE, to=Status.INVITED)
-            and join_request.guest_id
-            and queue_join
-        ):
-            enqueue_after_commit("join_guest", join_request.pk)
+        invited = join_request_invited(join_request, decider=moderator, by=By(moderator))
+        if invited and queue_join:
+            join_after_commit(join_request)
 
 
 def join_request_deny(
@@ -110,26 +100,21 @@ def join_request_deny(
             act = bot.ensure_banned if ban else bot.ensure_kicked
             act(join_request.room.room_id, join_request.user_id, reason=reason or None)
     except MatrixError:
-        _release(join_request, moderator)
+        join_request_release(join_request, moderator=moderator)
         raise
-    action = AuditEntry.Action.BANNED if ban else AuditEntry.Action.DENIED
-    with transaction.atomic():
-        _audit(join_request, action, moderator, reason)
-        move_join_request(
-            join_request, from_=DECIDABLE, to=Status.BANNED if ban else Status.DENIED, reason=reason
-        )
+    record = join_request_banned if ban else join_request_denied
+    record(join_request, decider=moderator, by=By(moderator, reason), reason=reason)
 
 
 @dataclass(frozen=True)
 class ApproveAllResult:
     approved: int  # claimed now; the worker invites them, several at once
     skipped: int  # decided by someone else meanwhile
-    failed: int  # always 0 here: an invite that fails later goes back to the queue
 
 
 def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllResult:
-    """Claim everyone waiting in one transaction and let the worker invite them in parallel:
-    500 invites one after another took 98 s inside one web request (make bench)."""
+    """Claim everyone waiting in one transaction and let the worker invite them in parallel
+    (one web request inviting a crowd one after another would outlast any proxy's timeout)."""
     waiting = list(
         JoinRequest.objects.filter(room=room, status=Status.WAITING)
         .order_by("created_at")
@@ -143,16 +128,23 @@ def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllRe
             ):
                 claimed.append(pk)
         for pk in claimed:
-            transaction.on_commit(partial(_enqueue_approval, pk, moderator))
-    return ApproveAllResult(approved=len(claimed), skipped=len(waiting) - len(claimed), failed=0)
+            transaction.on_commit(partial(approve_claimed.delay, pk, moderator))
+    return ApproveAllResult(approved=len(claimed), skipped=len(waiting) - len(claimed))
 
 
-def _enqueue_approval(join_request_id: int, moderator: str) -> None:
-    from rooms.tasks import approve_claimed  # tasks call these services
-
-    approve_claimed.delay(join_request_id, moderator)
-
-
-def join_request_release(join_request: JoinRequest, *, moderator: str) -> None:
-    """Give a claimed request back to the queue (its invite could not be sent)."""
-    _release(join_request, moderator)
+@shared_task(bind=True, max_retries=8)
+def approve_claimed(self: Task, join_request_id: int, moderator: str) -> None:
+    """One guest of "let everyone in" (claimed when the moderator clicked): the invite, then
+    the guest's join in the same task, so that no guest's join waits behind every invite."""
+    join_request = join_request_load(join_request_id)
+    if join_request is None or join_request.decided_by != moderator:
+        return
+    if join_request.status in DECIDABLE:  # not invited yet (or a retry)
+        run_retrying(
+            self,
+            lambda: join_request_invite_claimed(
+                join_request, moderator=moderator, queue_join=False
+            ),
+            on_give_up=lambda error: join_request_release(join_request, moderator=moderator),
+        )
+    guest_step_run(self, join_request_id, join_request_join)  # only if invited now

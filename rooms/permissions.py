@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404, HttpRequest
 
 from rooms.models import CallRoom
 
@@ -49,3 +50,30 @@ def room_rights(room: CallRoom, user: AbstractBaseUser | AnonymousUser) -> RoomR
         deny=levels.may_kick(matrix_id),
         ban=levels.may_ban(matrix_id),
     )
+
+
+def actor_name(user: AbstractBaseUser | AnonymousUser) -> str:
+    """Who acts, for audit entries and reasons on Matrix: a moderator's Matrix id, or an
+    admin's Django name."""
+    return matrix_id_of(user) or f"admin {user.get_username()}"
+
+
+def room_visible_to(
+    pk: int, user: AbstractBaseUser | AnonymousUser
+) -> tuple[CallRoom, RoomRights] | None:
+    """The room and the person's rights in it, or None if they may not see it (its existence
+    is not revealed to them)."""
+    room = CallRoom.objects.filter(pk=pk).first()
+    if room is None:
+        return None
+    rights = room_rights(room, user)
+    return (room, rights) if rights.see else None
+
+
+def room_for(request: HttpRequest, pk: int) -> tuple[CallRoom, RoomRights]:
+    """For a view: the room and the signed-in person's rights in it; a room they may not see
+    is not found (404)."""
+    visible = room_visible_to(pk, request.user)
+    if visible is None:
+        raise Http404("no such room for this moderator")
+    return visible

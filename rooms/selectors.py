@@ -11,11 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Max, Prefetch, Q
 from django.utils.translation import gettext, gettext_lazy
 
-from accounts.services import guest_account_session
-from guestgate.i18n import stored_sentence_translated
-from guestgate.retrying import GUEST_MESSAGES
+from accounts.selectors import guest_account_session
 from rooms.invite_links import invite_link_state
-from rooms.join_requests import BANNED_BEFORE
+from rooms.messages import guest_sentence, room_problem_sentence
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.permissions import RoomRights, room_rights
 
@@ -52,8 +50,6 @@ _MESSAGES = {
     ),
 }
 
-_STORED_REASONS = (*GUEST_MESSAGES, BANNED_BEFORE)
-
 
 def join_request_for_lobby(public_id: str) -> JoinRequest | None:
     return JoinRequest.objects.select_related("room", "guest").filter(public_id=public_id).first()
@@ -65,8 +61,10 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     message = str(_MESSAGES[status])
     if status == Status.PROVISIONING and join_request.attempts:
         message = gettext("The server is slow to answer; still trying…")
-    # A moderator's words as typed, or GuestGate's (stored in English) in the guest's language.
-    reason = stored_sentence_translated(join_request.reason, _STORED_REASONS)
+    # GuestGate's own words in the guest's language, or a moderator's as typed.
+    reason = join_request.reason
+    if join_request.reason_code:
+        reason = guest_sentence(join_request.reason_code, join_request.reason)
     state: dict[str, Any] = {
         "status": status.value,
         "title": str(_TITLES[status]),
@@ -104,6 +102,16 @@ class RoomSummary:
     room: CallRoom
     rights: RoomRights
     waiting: int
+
+    @property
+    def problems(self) -> list[str]:
+        """What keeps the room from admitting guests, in the reader's language."""
+        return call_room_problems(self.room)
+
+
+def call_room_problems(call_room: CallRoom) -> list[str]:
+    """What keeps a room from admitting guests, in the reader's language."""
+    return [room_problem_sentence(problem) for problem in call_room.problems]
 
 
 def rooms_for_moderator(user: AbstractBaseUser | AnonymousUser) -> list[RoomSummary]:

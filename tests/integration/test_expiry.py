@@ -13,9 +13,9 @@ from django.utils import timezone
 from accounts.expiry import accounts_claim_due, guest_accounts_reconcile
 from accounts.models import GuestAccount
 from accounts.services import default_policy
-from accounts.tasks import expire_accounts
 from devtools.localpair import LocalPair
 from matrix import MatrixClient, UnknownToken
+from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from tests.conftest import unique_localpart
 from tests.faultproxy import FaultProxy

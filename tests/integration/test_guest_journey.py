@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from accounts.models import GuestAccount
-from accounts.services import guest_account_session
+from accounts.selectors import guest_account_session
 from devtools.localpair import LocalPair
 from matrix import MatrixClient
 from rooms.invite_links import invite_link_create

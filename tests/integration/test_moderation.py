@@ -9,8 +9,9 @@ import pytest
 
 from devtools.localpair import LocalPair
 from matrix import Forbidden, MatrixClient
+from rooms.joining import join_guest
 from rooms.models import AuditEntry, CallRoom, JoinRequest
-from rooms.tasks import approve_claimed, join_guest
+from rooms.moderation import approve_claimed
 from tests.conftest import Person
 from tests.guestbrowser import GuestBrowser, ModeratorBrowser
 from tests.waiting import wait_for

@@ -13,13 +13,14 @@ from django.utils import timezone
 from accounts.displaynames import CleanName
 from accounts.expiry import accounts_claim_due, guest_accounts_reconcile
 from accounts.models import GuestAccount
-from accounts.services import default_policy, guest_account_session
-from accounts.spares import spare_accounts_refill, spares_ready
+from accounts.selectors import guest_account_session, spares_ready
+from accounts.services import default_policy
+from accounts.spares import spare_accounts_refill
 from guestgate import homeservers
 from matrix import MatrixClient
 from rooms.invite_links import invite_link_for_token
-from rooms.join_requests import join_request_provision, join_request_start
 from rooms.models import CallRoom, JoinRequest
+from rooms.provisioning import join_request_provision, join_request_start
 from tests.conftest import unique_localpart
 from tests.waiting import wait_for
 

@@ -19,11 +19,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone, translation
 
-from guestgate.retrying import guest_message
 from matrix import Forbidden, HomeserverUnavailable, MatrixError
-from rooms.call_rooms import call_room_problems
 from rooms.invite_links import invite_link_create
+from rooms.messages import BOT_MAY_NOT_KICK, failure_code, room_problem
 from rooms.models import CallRoom, InviteLink, JoinRequest
+from rooms.selectors import call_room_problems
+from rooms.transitions import join_request_failed
 
 pytestmark = pytest.mark.django_db
 
@@ -132,29 +133,32 @@ def test_the_lobby_page_carries_the_moderators_words_for_the_script(
 
 
 @pytest.mark.parametrize(
-    ("error", "german"),
+    ("error", "english", "german"),
     [
         (
             HomeserverUnavailable("timed out"),
+            "The server is not answering at the moment, so your guest pass could not be "
+            "finished. Please try again in a minute.",
             "Der Server antwortet gerade nicht, daher konnte Ihr Gastzugang nicht fertig "
             "eingerichtet werden. Bitte versuchen Sie es in einer Minute erneut.",
         ),
         (
             Forbidden("no", status=403, errcode="M_FORBIDDEN"),
+            "Something went wrong on the server (matrix.forbidden). Please try again.",
             "Auf dem Server ist etwas schiefgegangen (matrix.forbidden). "
             "Bitte versuchen Sie es erneut.",
         ),
     ],
     ids=["unavailable", "refused"],
 )
-def test_a_failure_stored_in_english_reaches_a_german_lobby_in_german(
-    client: Client, token: str, error: MatrixError, german: str
+def test_a_failure_reaches_each_lobby_in_its_guests_language(
+    client: Client, token: str, error: MatrixError, english: str, german: str
 ) -> None:
     public_id = joined_lobby(client, token)
-    stored = guest_message(error)
-    JoinRequest.objects.update(status=JoinRequest.Status.FAILED, reason=stored)
+    join_request = JoinRequest.objects.get(public_id=public_id)
+    assert join_request_failed(join_request, reason_code=failure_code(error), detail=error.code)
 
-    assert client.get(f"/lobby/{public_id}/status").json()["reason"] == stored
+    assert client.get(f"/lobby/{public_id}/status").json()["reason"] == english
     assert client.get(f"/lobby/{public_id}/status", headers=GERMAN).json()["reason"] == german
 
 
@@ -214,10 +218,7 @@ def test_a_moderator_sees_the_room_and_its_stored_problems_in_german(
     client: Client, room: CallRoom
 ) -> None:
     room.status = CallRoom.Status.PROBLEM
-    room.problems = [
-        "GuestGate's bot @guestgate:main.test may not remove people (needed to deny a "
-        "guest): give it power level 50 or more."
-    ]
+    room.problems = [room_problem(BOT_MAY_NOT_KICK, bot_id="@guestgate:main.test", level=50)]
     room.save()
     client.force_login(
         User.objects.create(username=MODERATOR), backend="rooms.moderators.MatrixModeratorBackend"

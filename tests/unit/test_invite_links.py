@@ -19,9 +19,10 @@ from rooms.invite_links import (
     invite_link_create,
     invite_link_for_token,
     invite_link_redeem,
+    invite_url,
 )
-from rooms.links import invite_url, qr_png, qr_svg
 from rooms.models import CallRoom, InviteLink
+from rooms.qr_codes import qr_png, qr_svg
 
 MODERATOR = "@mona:main.test"
 

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from devtools.embedded_broker import Channel
 from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
-from rooms import join_requests, live
-from rooms.join_requests import move_join_request
+from rooms import live, transitions
 from rooms.live import ChangeWatcher
 from rooms.models import CallRoom, JoinRequest
+from rooms.transitions import join_request_denied
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,7 +73,7 @@ def test_a_waiting_poll_wakes_when_its_request_changes(waiting: JoinRequest) -> 
         lambda: watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=600)
     )
 
-    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    join_request_denied(waiting, decider=None, by=None, reason="")
 
     poll.join(timeout=30)
     assert not poll.is_alive(), "the long poll was not woken by the change"
@@ -97,11 +97,11 @@ def test_a_poll_is_not_woken_by_another_rooms_change(waiting: JoinRequest) -> No
     mark = watcher.room_mark(waiting.room_id)
     poll = in_thread(lambda: watcher.wait_for_room(waiting.room_id, mark, timeout=600))
 
-    move_join_request(other, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    join_request_denied(other, decider=None, by=None, reason="")
     poll.join(timeout=1)
     assert poll.is_alive()  # still waiting: the change was elsewhere
 
-    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    join_request_denied(waiting, decider=None, by=None, reason="")
     poll.join(timeout=30)
     assert not poll.is_alive()
 
@@ -131,14 +131,14 @@ def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_ti
     monkeypatch.setattr(live, "TICK_SECONDS", 600.0)  # only a poke can make it look again
     monkeypatch.setattr(live, "change_signal", lambda: None)  # as where it cannot hear commits
     watcher = ChangeWatcher()
-    monkeypatch.setattr(join_requests, "changes", watcher)  # the one move_join_request pokes
+    monkeypatch.setattr(transitions, "changes", watcher)  # the one every transition pokes
     # Let the watcher take its first look (it wakes everyone once for rows it has not seen).
     watcher.wait_for_room(waiting.room_id, watcher.room_mark(waiting.room_id), timeout=0.5)
     poll = in_thread(
         lambda: watcher.wait_for_request(str(waiting.public_id), waiting.version, timeout=600)
     )
 
-    move_join_request(waiting, from_=[JoinRequest.Status.WAITING], to=JoinRequest.Status.DENIED)
+    join_request_denied(waiting, decider=None, by=None, reason="")
 
     poll.join(timeout=30)
     assert not poll.is_alive(), "the poke after commit did not wake the long poll"

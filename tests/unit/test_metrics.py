@@ -181,15 +181,15 @@ def test_homeserver_errors_and_step_durations_come_from_the_shared_cache(client:
     def unavailable() -> None:
         raise HomeserverUnavailable("could not reach the homeserver (ConnectError)")
 
-    run_step("rooms.tasks.join_guest", lambda: None)
+    run_step("rooms.joining.join_guest", lambda: None)
     with pytest.raises(HomeserverUnavailable):
-        run_step("rooms.tasks.join_guest", unavailable)
+        run_step("rooms.joining.join_guest", unavailable)
 
     samples = scrape(client, REMOTE_ADDR=PROMETHEUS)
 
     assert value(samples, "guestgate_homeserver_errors_total", code="matrix.unavailable") == 1
     assert value(samples, "guestgate_homeserver_errors_total", code="matrix.forbidden") == 0
-    step = {"step": "rooms.tasks.join_guest"}
+    step = {"step": "rooms.joining.join_guest"}
     assert value(samples, "guestgate_task_step_duration_seconds_count", **step) == 2
     assert value(samples, "guestgate_task_step_duration_seconds_bucket", le="0.05", **step) == 2
     assert value(samples, "guestgate_task_step_duration_seconds_bucket", le="+Inf", **step) == 2
@@ -199,7 +199,7 @@ def test_homeserver_errors_and_step_durations_come_from_the_shared_cache(client:
 class _Task:
     """The little of a bound Celery task that run_retrying reads: a last attempt."""
 
-    name = "rooms.tasks.provision_join_request"
+    name = "rooms.provisioning.provision_join_request"
     max_retries = 0
     request = SimpleNamespace(retries=0)
 
@@ -219,7 +219,7 @@ def test_an_error_a_task_gives_up_on_is_counted(client: Client) -> None:
         value(
             samples,
             "guestgate_task_step_duration_seconds_count",
-            step="rooms.tasks.provision_join_request",
+            step="rooms.provisioning.provision_join_request",
         )
         == 1
     )
@@ -234,7 +234,7 @@ def test_a_cache_that_is_down_costs_the_numbers_not_the_task(settings) -> None:
     }
     ran: list[bool] = []
 
-    run_step("rooms.tasks.join_guest", lambda: ran.append(True))
+    run_step("rooms.joining.join_guest", lambda: ran.append(True))
 
     assert ran == [True]
 

@@ -14,7 +14,7 @@ from django.test import Client
 from guestgate.celery import app as celery_app
 from ops.logs import JsonFormatter, RedactSecretsFilter, redact
 from ops.requestid import TASK_HEADER, RequestIdFilter, request_id
-from rooms import tasks
+from rooms import joining, provisioning
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ def test_the_console_handler_adds_ids_and_redacts_for_every_logger() -> None:
 
 
 def test_a_task_sent_during_a_request_runs_under_the_requests_id(captured: Captured) -> None:
-    join_guest: Any = tasks.join_guest  # the stubs know no connection=, nor header fields
+    join_guest: Any = joining.join_guest  # the stubs know no connection=, nor header fields
     token = request_id.set("probe-42")
     try:
         with celery_app.connection_for_write("memory://") as conn:
@@ -127,7 +127,7 @@ def test_a_task_sent_during_a_request_runs_under_the_requests_id(captured: Captu
 
 
 def test_a_task_no_request_sent_logs_under_its_own_id(captured: Captured) -> None:
-    task: Any = tasks.requeue_stuck_join_requests
+    task: Any = provisioning.requeue_stuck_join_requests
     task.push_request(id="5f0c8a4e-beat-task")
     try:
         signals.task_prerun.send(sender=task, task_id="5f0c8a4e-beat-task", task=task)

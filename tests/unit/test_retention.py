@@ -13,13 +13,13 @@ from django.utils import timezone
 from accounts.expiry import (
     UNSTARTED_CLAIM_SECONDS,
     accounts_claim_due,
-    accounts_due_count,
     accounts_expiry_started,
-    records_purge,
 )
 from accounts.models import GuestAccount, RetentionPolicy
-from accounts.services import default_policy, guest_account_returning
+from accounts.selectors import accounts_due_count, guest_account_returning
+from accounts.services import default_policy
 from guestgate.crypto import token_hash
+from rooms.expiry import records_purge
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 
 pytestmark = pytest.mark.django_db

@@ -22,9 +22,10 @@ from matrix import (
     register_with_shared_secret,
 )
 from rooms.call_rooms import call_room_register
-from rooms.invite_links import invite_link_create
-from rooms.links import invite_url, qr_text
+from rooms.invite_links import invite_link_create, invite_url
 from rooms.models import CallRoom
+from rooms.qr_codes import qr_text
+from rooms.selectors import call_room_problems
 
 MODERATOR = "moderator"
 
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         user_id = f"@{MODERATOR}:{pair.main.server_name}"
         call_room = call_room_register(room=room_id, registered_by=user_id)
         if call_room.status != CallRoom.Status.READY:
-            raise CommandError("; ".join(call_room.problems))
+            raise CommandError("; ".join(call_room_problems(call_room)))
         url = invite_url(invite_link_create(room=call_room, created_by=user_id, label="demo").token)
         self.stdout.write(qr_text(url))
         self.stdout.write(

@@ -6,9 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from rooms.invite_links import invite_link_create
-from rooms.links import invite_url, qr_text
+from rooms.invite_links import invite_link_create, invite_url
 from rooms.models import CallRoom
+from rooms.qr_codes import qr_text
 
 
 class Command(BaseCommand):

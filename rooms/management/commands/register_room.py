@@ -8,6 +8,7 @@ from guestgate.errors import GuestGateError
 from matrix import MatrixError
 from rooms.call_rooms import call_room_fix_join_rule, call_room_register
 from rooms.models import CallRoom
+from rooms.selectors import call_room_problems
 
 
 class Command(BaseCommand):
@@ -30,6 +31,6 @@ class Command(BaseCommand):
         if call_room.status == CallRoom.Status.READY:
             self.stdout.write(self.style.SUCCESS(f"{call_room} ({call_room.room_id}) is ready."))
             return
-        for problem in call_room.problems:
+        for problem in call_room_problems(call_room):
             self.stderr.write(f"- {problem}")
         raise CommandError(f"{call_room.room_id} is registered but not ready for guests.")

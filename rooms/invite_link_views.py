@@ -18,14 +18,16 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from rooms.dashboard_views import _actor, _room_for
 from rooms.invite_links import (
+    grouped,
     invite_link_create,
     invite_link_revoke,
     invite_link_token_matches,
+    invite_url,
 )
-from rooms.links import grouped, invite_url, qr_png, qr_svg
 from rooms.models import CallRoom, InviteLink
+from rooms.permissions import actor_name, room_for
+from rooms.qr_codes import qr_png, qr_svg
 from rooms.selectors import room_invite_links
 
 
@@ -58,7 +60,7 @@ class NewLinkForm(forms.Form):
 
 
 def _links_room(request: HttpRequest, pk: int) -> CallRoom:
-    room, rights = _room_for(request, pk)
+    room, rights = room_for(request, pk)
     if not rights.approve:
         raise Http404("invite links need the power to invite")
     return room
@@ -73,7 +75,7 @@ def links(request: HttpRequest, pk: int) -> HttpResponse:
         hours = form.cleaned_data["expires_in_hours"]
         new = invite_link_create(
             room=room,
-            created_by=_actor(request),
+            created_by=actor_name(request.user),
             label=form.cleaned_data["label"],
             pre_approved=form.cleaned_data["pre_approved"],
             max_uses=form.cleaned_data["max_uses"],
@@ -114,7 +116,7 @@ def _own_link(request: HttpRequest, pk: int) -> InviteLink:
 @require_POST
 def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     link = _own_link(request, pk)
-    if invite_link_revoke(link, by=_actor(request)):
+    if invite_link_revoke(link):
         messages.success(request, gettext("“%(link)s” no longer works.") % {"link": link})
     return redirect("moderator-links", pk=link.room_id)
 

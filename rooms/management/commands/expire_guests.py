@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from accounts.expiry import accounts_claim_due, accounts_expire_batch
+from accounts.expiry import accounts_claim_due
+from rooms.expiry import accounts_expire_batch
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
-"""The public address of an invite link, and its QR code (rendered on request, never stored).
+"""QR codes of invite links, rendered on request and never stored.
 
-QR codes use error correction level M (15 % of the code may be damaged or dirty) and a quiet
-zone of four modules, which phone cameras read from a poster at a few metres.
+Error correction level M (15 % of the code may be damaged or dirty) and a quiet zone of four
+modules, which phone cameras read from a poster at a few metres.
 """
 
 from __future__ import annotations
@@ -10,20 +10,6 @@ import io
 
 import qrcode
 import qrcode.image.svg
-from django.conf import settings
-from django.urls import reverse
-
-
-def invite_url(token: str) -> str:
-    return f"{settings.PUBLIC_URL}{reverse('join', kwargs={'token': token})}"
-
-
-def grouped(token: str) -> str:
-    """The token in groups of five, for people typing it from a poster (hyphens are ignored)."""
-    groups = [token[i : i + 5] for i in range(0, len(token), 5)]
-    if len(groups) > 1 and len(groups[-1]) < 3:  # no lonely last letter: 5-5-5-5-6
-        groups[-2:] = [groups[-2] + groups[-1]]
-    return "-".join(groups)
 
 
 def _code(url: str, border: int = 4) -> qrcode.QRCode:

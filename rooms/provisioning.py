@@ -1,0 +1,265 @@
+"""A guest's way into a call room, from the typed name to the knock; cancelling and trying again.
+
+Homeserver calls happen outside database transactions; tasks are queued only after commit.
+Status changes go through ``rooms.transitions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import Task, shared_task
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from accounts.displaynames import CleanName
+from accounts.models import GuestAccount, RetentionPolicy
+from accounts.selectors import guest_account_returning
+from accounts.services import (
+    default_policy,
+    guest_account_create,
+    guest_account_provision,
+    guest_account_rename,
+)
+from accounts.spares import spare_account_take, spare_accounts_refill_after_commit
+from guestgate import homeservers
+from guestgate.crypto import new_token
+from guestgate.errors import GuestGateError
+from guestgate.retrying import run_retrying
+from matrix import Forbidden, MatrixClient, MatrixError
+from rooms.guest_steps import guest_step_run, join_request_load
+from rooms.invite_links import invite_link_redeem
+from rooms.joining import join_after_commit, join_guest, via
+from rooms.messages import BANNED_BEFORE
+from rooms.models import InviteLink, JoinRequest
+from rooms.moderation import join_request_approve
+from rooms.transitions import (
+    By,
+    join_request_banned,
+    join_request_cancelled,
+    join_request_invited,
+    join_request_joined,
+    join_request_knocked,
+    join_request_restarted,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = JoinRequest.Status
+
+#: The approver recorded for guests of a pre-approved invite link.
+PRE_APPROVED = "a pre-approved invite link"
+
+
+@dataclass(frozen=True)
+class GuestArrival:
+    join_request: JoinRequest
+    browser_key: str  # kept by the guest's browser so a returning guest gets the same account
+
+
+class RoomFull(GuestGateError):
+    code = "room.full"
+    status = 503
+
+
+def policy_for_link(link: InviteLink) -> RetentionPolicy:
+    """The link's own retention policy, else its room's, else the default one."""
+    return link.retention_policy or link.room.retention_policy or default_policy()
+
+
+def join_request_start(
+    *,
+    link: InviteLink,
+    name: CleanName,
+    browser_key: str | None,
+    policy: RetentionPolicy | None = None,
+) -> GuestArrival:
+    """Record a guest arriving through ``link``; a task then creates the account and knocks.
+
+    A returning guest (same browser, within the return window) keeps their account; one who
+    submits twice gets the request already under way. Raises InviteLinkUnusable when the
+    link is used up or withdrawn in the meantime; nothing is created then. ``policy``: the
+    link's (``policy_for_link``), if the caller has it already.
+    """
+    policy = policy or policy_for_link(link)
+    with transaction.atomic():
+        # A browser without a key has no account to come back to.
+        account = guest_account_returning(browser_key=browser_key) if browser_key else None
+        browser_key = browser_key or new_token(32)
+        if account is not None:
+            under_way = JoinRequest.objects.filter(
+                room=link.room, user_id=account.user_id, status__in=JoinRequest.OPEN
+            ).first()
+            if under_way is not None:
+                return GuestArrival(under_way, browser_key)
+            guest_account_rename(account, display_name=name.shown)
+        _refuse_if_full(link, policy)
+        invite_link_redeem(link)
+        if account is None:
+            account = spare_account_take(
+                display_name=name.shown, browser_key=browser_key, policy=policy
+            ) or guest_account_create(
+                display_name=name.shown, browser_key=browser_key, policy=policy
+            )
+        join_request = JoinRequest.objects.create(
+            public_id=uuid.uuid4(),
+            room=link.room,
+            guest=account,
+            invite_link=link,
+            user_id=account.user_id,
+            display_name=name.shown,
+            status=Status.PROVISIONING,
+        )
+        _provision_after_commit(join_request)
+        spare_accounts_refill_after_commit()  # after the guest's task: it must not wait
+    logger.info("join request %s: guest %s arriving", join_request.pk, account.user_id)
+    return GuestArrival(join_request, browser_key)
+
+
+def _refuse_if_full(link: InviteLink, policy: RetentionPolicy) -> None:
+    if policy.max_guests_per_room is None:
+        return
+    guests = JoinRequest.objects.filter(
+        room=link.room,
+        guest__isnull=False,
+        status__in=[*JoinRequest.OPEN, Status.JOINED],
+        guest__status__in=[GuestAccount.Status.PENDING, GuestAccount.Status.ACTIVE],
+    ).count()
+    if guests >= policy.max_guests_per_room:
+        raise RoomFull(
+            gettext("This call has as many guests as it allows right now. Please try again later.")
+        )
+
+
+def join_request_provision(join_request: JoinRequest) -> None:
+    """Create the guest's account on the guest homeserver and knock on the call room.
+
+    Idempotent: a retry after a failure at any step completes the remaining steps.
+    """
+    if join_request.status != Status.PROVISIONING or join_request.guest is None:
+        return
+    with homeservers.guest_appservice() as appservice:  # one connection for every call
+        guest_account_provision(join_request.guest, appservice)
+        membership = _ensure_knocked(join_request, appservice)
+    if membership == "ban":
+        join_request_banned(join_request, decider=None, by=None, reason_code=BANNED_BEFORE)
+    elif membership == "invite":
+        with transaction.atomic():
+            if join_request_invited(join_request, decider=None, by=By(None)):
+                join_after_commit(join_request)
+    elif membership == "join":
+        join_request_joined(join_request)
+    else:
+        # The main server's push of the knock may have moved the request on already.
+        join_request_knocked(join_request)
+        _after_knock(join_request)
+
+
+def _after_knock(join_request: JoinRequest) -> None:
+    join_request.refresh_from_db(fields=["status", "version", "decided_by"])
+    link = join_request.invite_link
+    if join_request.status == Status.WAITING and link is not None and link.pre_approved:
+        join_request_approve(join_request, moderator=PRE_APPROVED)
+    elif join_request.status == Status.CANCELLED:
+        # The guest cancelled while the knock was on its way: take it back.
+        withdraw_knock_after_commit(join_request)
+
+
+def _ensure_knocked(join_request: JoinRequest, appservice: MatrixClient) -> str:
+    """Knock as the guest; the membership on main afterwards (knock, invite, join or ban)."""
+    room_id = join_request.room.room_id
+    try:
+        appservice.as_user(join_request.user_id).knock(room_id, via=via())
+        return "knock"
+    except Forbidden:
+        # Already knocking, already invited (a retry), or banned: the main server knows.
+        with homeservers.main_bot() as bot:
+            member = bot.member(room_id, join_request.user_id)
+        if member is None or member.membership not in ("knock", "invite", "join", "ban"):
+            raise
+        return member.membership
+
+
+def join_request_cancel(join_request: JoinRequest) -> bool:
+    """The guest gives up waiting; their knock is taken back on the main server too."""
+    with transaction.atomic():
+        if not join_request_cancelled(join_request, via_guestgate=True):
+            return False
+        withdraw_knock_after_commit(join_request)
+    return True
+
+
+def join_request_withdraw_knock(join_request: JoinRequest) -> None:
+    """Leave as the guest, then kick what is left on main (MATRIX-LAB P7: a withdrawn knock
+    is not federated, so main would keep showing it)."""
+    room_id = join_request.room.room_id
+    with homeservers.guest_appservice() as appservice:
+        try:
+            appservice.as_user(join_request.user_id).leave(room_id, reason="cancelled")
+        except MatrixError as exc:
+            if exc.retryable:
+                raise
+            logger.info("guest %s had no knock to withdraw (%s)", join_request.user_id, exc.code)
+    with homeservers.main_bot() as bot:
+        member = bot.member(room_id, join_request.user_id)
+        if member is not None and member.membership == "knock":
+            bot.ensure_kicked(room_id, join_request.user_id, reason="The guest cancelled.")
+
+
+def join_request_retry(join_request: JoinRequest) -> bool:
+    """Start a failed request over; the steps already done are not repeated."""
+    try:
+        with transaction.atomic():
+            if not join_request_restarted(join_request):
+                return False
+            _provision_after_commit(join_request)
+    except IntegrityError:  # another request of this guest for this room is already open
+        return False
+    return True
+
+
+def _provision_after_commit(join_request: JoinRequest) -> None:
+    pk = join_request.pk
+    transaction.on_commit(lambda: provision_join_request.delay(pk))
+
+
+def withdraw_knock_after_commit(join_request: JoinRequest) -> None:
+    pk = join_request.pk
+    transaction.on_commit(lambda: withdraw_knock.delay(pk))
+
+
+@shared_task(bind=True, max_retries=8)
+def provision_join_request(self: Task, join_request_id: int) -> None:
+    guest_step_run(self, join_request_id, join_request_provision)
+
+
+@shared_task(bind=True, max_retries=8)
+def withdraw_knock(self: Task, join_request_id: int) -> None:
+    join_request = join_request_load(join_request_id)
+    if join_request is None:
+        return
+    run_retrying(
+        self,
+        lambda: join_request_withdraw_knock(join_request),
+        on_give_up=lambda error: None,  # logged; the expiry sweep kicks stale knocks again
+    )
+
+
+@shared_task
+def requeue_stuck_join_requests() -> int:
+    """The database is the record of work: re-send tasks for requests stuck mid-flight (a lost
+    message, a worker killed before it could retry). Safe: every task is idempotent."""
+    stuck = JoinRequest.objects.filter(updated_at__lt=timezone.now() - timedelta(minutes=2))
+    provisioning = list(stuck.filter(status=Status.PROVISIONING).values_list("pk", flat=True))
+    joining = list(
+        stuck.filter(status__in=[Status.INVITED, Status.JOINING]).values_list("pk", flat=True)
+    )
+    for pk in provisioning:
+        provision_join_request.delay(pk)
+    for pk in joining:
+        join_guest.delay(pk)
+    return len(provisioning) + len(joining)
