@@ -165,7 +165,7 @@ def _embedded_broker(options: dict[str, Any], started: float) -> Check:
 
 
 def check_homeserver(base_url: str) -> Check:
-    """GuestGate's one homeserver check (``/healthz`` and the doctor use it).
+    """GuestGate's one homeserver check: ``/healthz``, the doctor and the home page use it.
 
     ``GET /_matrix/client/versions``: unauthenticated, so no token is at stake; asked once,
     with a short timeout.
