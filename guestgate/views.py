@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
 
-from guestgate import homeservers
-from matrix import MatrixClient, MatrixError
+from ops.health import check_homeserver
 
 
 @dataclass(frozen=True)
@@ -18,24 +18,16 @@ class HomeserverHealth:
     detail: str
 
 
-def _health(role: str, client: MatrixClient) -> HomeserverHealth:
-    with client:
-        try:
-            who = client.whoami()
-        except MatrixError as exc:
-            return HomeserverHealth(role, client.base_url, False, exc.message)
-    return HomeserverHealth(
-        role,
-        client.base_url,
-        True,
-        gettext("appservice user %(user_id)s") % {"user_id": who.user_id},
-    )
+def homeserver_health(role: str, base_url: str) -> HomeserverHealth:
+    """One row of the home page's table, from the homeserver check ``/healthz`` makes."""
+    check = check_homeserver(base_url)
+    return HomeserverHealth(role, base_url.rstrip("/"), check.ok, check.detail)
 
 
 def home(request: HttpRequest) -> HttpResponse:
     """A start page that says whether GuestGate can reach both homeservers."""
     health = [
-        _health(gettext("Guest homeserver"), homeservers.guest_appservice()),
-        _health(gettext("Main homeserver"), homeservers.main_bot()),
+        homeserver_health(gettext("Guest homeserver"), settings.GUEST_HS_URL),
+        homeserver_health(gettext("Main homeserver"), settings.MAIN_HS_URL),
     ]
     return render(request, "home.html", {"health": health})

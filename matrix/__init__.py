@@ -20,7 +20,7 @@ from .errors import (
     error_from_response,
 )
 from .http import build_http_client
-from .types import Member, PowerLevels, RoomInfo, Session, Whoami
+from .types import Member, PowerLevels, Profile, RoomInfo, Session, Versions, Whoami
 
 __all__ = [
     "BadRequest",
@@ -34,12 +34,14 @@ __all__ = [
     "Member",
     "NotFound",
     "PowerLevels",
+    "Profile",
     "RateLimited",
     "RoomEvent",
     "RoomInfo",
     "Session",
     "UnknownToken",
     "UserInUse",
+    "Versions",
     "Whoami",
     "bearer_token",
     "build_http_client",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import httpx
@@ -101,7 +101,7 @@ def list_users(
     page_size: int = 500,
     timeout: float = 30,
     transport: httpx.BaseTransport | None = None,
-) -> Iterator[ListedUser]:
+) -> Generator[ListedUser, None, None]:
     """Every account whose id contains ``name_contains``, page by page (constant memory).
 
     Docs: https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-accounts

@@ -16,14 +16,39 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import httpx
 
-from .errors import Forbidden, HomeserverUnavailable, MatrixError, NotFound, RateLimited
-from .http import Params, build_http_client, client_path, optional_str, required_str, send
-from .types import Member, PowerLevels, RoomInfo, Session, Whoami, creators_have_infinite_power
+from .errors import (
+    Forbidden,
+    HomeserverUnavailable,
+    MatrixError,
+    NotFound,
+    RateLimited,
+    UserInUse,
+)
+from .http import (
+    CLIENT_ROOT,
+    CLIENT_V1_PREFIX,
+    Params,
+    build_http_client,
+    client_path,
+    optional_str,
+    required_str,
+    send,
+)
+from .types import (
+    Member,
+    PowerLevels,
+    Profile,
+    RoomInfo,
+    Session,
+    Versions,
+    Whoami,
+    creators_have_infinite_power,
+)
 
 logger = logging.getLogger("matrix")
 
@@ -122,6 +147,47 @@ class MatrixClient:
     ) -> None:
         self.close()
 
+    # -- The server ----------------------------------------------------------------------------
+
+    def versions(self) -> Versions:
+        """The spec versions the homeserver supports; needs no token, so it checks reachability.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientversions
+        """
+        body = self._request("GET", client_path("versions", prefix=CLIENT_ROOT))
+        versions = body.get("versions")
+        features = body.get("unstable_features")
+        return Versions(
+            versions=tuple(v for v in versions if isinstance(v, str))
+            if isinstance(versions, list)
+            else (),
+            unstable_features=MappingProxyType(
+                {k: v for k, v in features.items() if isinstance(v, bool)}
+                if isinstance(features, dict)
+                else {}
+            ),
+        )
+
+    def appservice_ping(
+        self, appservice_id: str, *, transaction_id: str | None = None
+    ) -> int | None:
+        """Ask the homeserver to ping this appservice's URL with its ``hs_token`` (Matrix 1.7).
+
+        The homeserver reports how the appservice answered through `errcode`: ``M_URL_NOT_SET``
+        (400), ``M_BAD_STATUS`` or ``M_CONNECTION_FAILED`` (502), ``M_CONNECTION_TIMEOUT``
+        (504); a 403 when `appservice_id` is not this token's registration. Send it with
+        ``retries=0``: the errors are retryable, but a failed ping is an answer to report.
+
+        Spec: https://spec.matrix.org/v1.16/application-service-api/#post_matrixclientv1appserviceappserviceidping
+
+        Returns:
+            How long the appservice took to answer, in milliseconds, if the homeserver said.
+        """
+        path = client_path("appservice", appservice_id, "ping", prefix=CLIENT_V1_PREFIX)
+        request = {"transaction_id": transaction_id} if transaction_id is not None else {}
+        duration = self._request("POST", path, body=request).get("duration_ms")
+        return duration if isinstance(duration, int) and not isinstance(duration, bool) else None
+
     # -- Accounts ------------------------------------------------------------------------------
 
     def whoami(self) -> Whoami:
@@ -158,6 +224,25 @@ class MatrixClient:
             },
         )
         return required_str(body, "user_id", path)
+
+    def username_available(self, localpart: str) -> bool:
+        """Whether anyone may register `localpart` here (checked, not reserved).
+
+        Raises `ExclusiveNamespace` if an appservice reserved the name, `InvalidUsername` if
+        the homeserver refuses it, `Forbidden` if registration is closed.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3registeravailable
+
+        Returns:
+            True if the name is free, False if a user has it.
+        """
+        try:
+            body = self._request(
+                "GET", client_path("register", "available"), params={"username": localpart}
+            )
+        except UserInUse:
+            return False
+        return body.get("available") is True
 
     def login_appservice_user(
         self,
@@ -239,6 +324,21 @@ class MatrixClient:
         except NotFound:
             return None
         return optional_str(body, "displayname")
+
+    def profile(self, user_id: str) -> Profile:
+        """A user's profile, asked of the user's own homeserver (over federation if remote).
+
+        Raises `NotFound` (``M_NOT_FOUND``) if the user or the profile is unknown there, and
+        `HomeserverUnavailable` (502/504) if this homeserver could not reach that one.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3profileuserid
+        """
+        body = self._request("GET", client_path("profile", user_id))
+        return Profile(
+            user_id=user_id,
+            displayname=optional_str(body, "displayname"),
+            avatar_url=optional_str(body, "avatar_url"),
+        )
 
     # -- Membership ----------------------------------------------------------------------------
 

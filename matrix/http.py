@@ -23,7 +23,11 @@ logger = logging.getLogger("matrix")
 
 USER_AGENT = "GuestGate"
 
-CLIENT_PREFIX = "/_matrix/client/v3"
+#: The client-server API's root (``/versions`` lives here), and its versioned prefixes.
+CLIENT_ROOT = "/_matrix/client"
+CLIENT_PREFIX = f"{CLIENT_ROOT}/v3"
+#: Endpoints added after v3 was frozen (e.g. the appservice ping) live under v1.
+CLIENT_V1_PREFIX = f"{CLIENT_ROOT}/v1"
 
 #: Query parameters: one value or several (``via`` may be repeated).
 Params = Mapping[str, str | Sequence[str]]
@@ -50,9 +54,9 @@ def build_http_client(
     )
 
 
-def client_path(*segments: str) -> str:
+def client_path(*segments: str, prefix: str = CLIENT_PREFIX) -> str:
     """A client-server API path, each segment escaped: ``client_path("rooms", room_id)``."""
-    return CLIENT_PREFIX + "".join("/" + escape(segment) for segment in segments)
+    return prefix + "".join("/" + escape(segment) for segment in segments)
 
 
 def send(

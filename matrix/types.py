@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -12,6 +13,9 @@ CREATOR_POWER_LEVEL = 2**63
 
 #: Room versions (besides numbered versions 12 and later) whose creators have that power.
 _PRIVILEGED_CREATOR_VERSIONS = frozenset({"org.matrix.hydra.11"})
+
+#: A spec version of the form ``/versions`` lists since Matrix 1.1 (``v1.12``).
+_VERSION = re.compile(r"v\d+\.\d+")
 
 
 def creators_have_infinite_power(room_version: str | None) -> bool:
@@ -32,6 +36,37 @@ class Whoami:
 
     user_id: str
     device_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """The spec versions a homeserver supports, and the unstable features it announces.
+
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientversions
+    """
+
+    versions: tuple[str, ...]
+    unstable_features: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def newest(self) -> str | None:
+        """The highest ``vX.Y`` version (the list's order is not promised), else the last one."""
+        numbered = [v for v in self.versions if _VERSION.fullmatch(v)]
+        if numbered:
+            return max(numbered, key=lambda v: tuple(int(n) for n in v[1:].split(".")))
+        return self.versions[-1] if self.versions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A user's public profile, as the user's own homeserver tells it.
+
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3profileuserid
+    """
+
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
 
 
 @dataclass(frozen=True, slots=True, repr=False)

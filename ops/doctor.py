@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,10 +32,9 @@ from matrix import (
     NotFound,
     RateLimited,
     UnknownToken,
-    build_http_client,
+    list_users,
 )
-from matrix.http import client_path, send
-from matrix.ids import escape, make_user_id, server_name
+from matrix.ids import make_user_id, server_name
 from ops import health
 
 #: Seconds for each homeserver request (no retries: the doctor reports, it does not insist).
@@ -238,19 +238,16 @@ def check_guest_namespace_exclusive() -> Outcome:
     """
     localpart = f"{settings.GUEST_USER_PREFIX}doctor"
     try:
-        with build_http_client(settings.GUEST_HS_URL, timeout=TIMEOUT_SECONDS) as http:
-            send(
-                http,
-                "GET",
-                client_path("register", "available"),
-                params={"username": localpart},
-            )
+        with _client(settings.GUEST_HS_URL, None) as client:
+            available = client.username_available(localpart)
     except ExclusiveNamespace:
         return passed(f"{localpart} is reserved for an appservice (exclusive namespace)")
     except Forbidden:
         return passed("open registration is off: only appservices create accounts there")
     except MatrixError as error:
         return not_checked(f"could not tell: {_said(error)}")
+    if not available:
+        return not_checked(f"could not tell: someone has already registered {localpart}")
     return failed(
         f"anyone may sign up as {localpart} on the guest homeserver: GuestGate's namespace is "
         "not exclusive",
@@ -277,15 +274,16 @@ def check_guest_admin() -> Outcome:
             "registration_shared_secret), sign in as it and set GUEST_ADMIN_TOKEN to that "
             "access token.",
         )
+    users = list_users(
+        settings.GUEST_HS_URL,
+        access_token=token,
+        name_contains="",
+        page_size=1,
+        timeout=TIMEOUT_SECONDS,
+    )
     try:
-        with build_http_client(settings.GUEST_HS_URL, timeout=TIMEOUT_SECONDS) as http:
-            send(
-                http,
-                "GET",
-                "/_synapse/admin/v2/users",
-                access_token=token,
-                params={"limit": "1", "guests": "false"},
-            )
+        with closing(users):
+            next(users, None)  # one page of one account is enough
     except MatrixError as error:
         error.redact(token)
         if isinstance(error, UnknownToken | Forbidden):
@@ -338,17 +336,16 @@ def check_main_pushes() -> Outcome:
     https://spec.matrix.org/v1.16/application-service-api/#post_matrixclientv1appserviceappserviceidping
     """
     appservice_id = settings.MAIN_APPSERVICE_ID
-    path = f"/_matrix/client/v1/appservice/{escape(appservice_id)}/ping"
-    body = {"transaction_id": f"guestgate-doctor-{secrets.token_hex(6)}"}
+    transaction_id = f"guestgate-doctor-{secrets.token_hex(6)}"
     try:
-        with build_http_client(settings.MAIN_HS_URL, timeout=PING_TIMEOUT_SECONDS) as http:
-            answer = send(http, "POST", path, access_token=settings.MAIN_AS_TOKEN, json_body=body)
+        with _client(
+            settings.MAIN_HS_URL, settings.MAIN_AS_TOKEN, timeout=PING_TIMEOUT_SECONDS
+        ) as client:
+            duration = client.appservice_ping(appservice_id, transaction_id=transaction_id)
     except MatrixError as error:
-        error.redact(settings.MAIN_AS_TOKEN)
-        error.redact(settings.MAIN_HS_TOKEN)
+        error.redact(settings.MAIN_HS_TOKEN)  # main may quote GuestGate's answer to it
         return _ping_failure(error, appservice_id)
-    duration = answer.get("duration_ms")
-    took = f" ({duration} ms)" if isinstance(duration, int) else ""
+    took = f" ({duration} ms)" if duration is not None else ""
     return passed(f"main pinged GuestGate's appservice URL with its hs_token{took}")
 
 
@@ -443,10 +440,9 @@ def _federation(base_url: str, token: str, target: str, source: str, other: str)
     https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3profileuserid
     """
     try:
-        with build_http_client(base_url, timeout=TIMEOUT_SECONDS) as http:
-            send(http, "GET", client_path("profile", target), access_token=token)
+        with _client(base_url, token) as client:
+            client.profile(target)
     except MatrixError as error:
-        error.redact(token)
         if isinstance(error, NotFound) and error.errcode == "M_NOT_FOUND":
             # Answered by the other server: that user has no profile, which is fine.
             return passed(f"{source} reached {other} (it has no profile for {target})")
@@ -550,8 +546,9 @@ def run_all(checks: Iterable[Check] | None = None) -> list[tuple[str, Outcome]]:
     return results
 
 
-def _client(base_url: str, token: str) -> MatrixClient:
-    return MatrixClient(base_url=base_url, access_token=token, timeout=TIMEOUT_SECONDS, retries=0)
+def _client(base_url: str, token: str | None, *, timeout: float = TIMEOUT_SECONDS) -> MatrixClient:
+    """A client that asks once: the doctor reports what it finds, it does not insist."""
+    return MatrixClient(base_url=base_url, access_token=token, timeout=timeout, retries=0)
 
 
 def _said(error: MatrixError) -> str:

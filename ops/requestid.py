@@ -5,6 +5,12 @@ logs and ours line up), else it is made here; the response carries it back. Task
 while handling a request get it in their message headers, and the worker logs under it, so
 one guest's way through web and worker can be followed with one search. A task that no
 request caused (beat) logs under its own task id, which the tasks it enqueues inherit.
+
+Why not the django-guid package: its id check is either "a UUID" (``VALIDATE_GUID``: a
+proxy's sane non-UUID id such as ``edge-7f3a.b_c-9`` is replaced) or none at all (spaces,
+``<script>`` and 65-character ids are kept and echoed back); a task no request sent gets a
+new random id instead of its task id; and its log filter gives None, not "-", outside
+requests. Each of these is a behaviour tests/unit/test_requestid.py requires.
 """
 
 from __future__ import annotations

@@ -274,6 +274,7 @@ def test_a_user_token_instead_of_the_appservice_token_is_caught(homeserver):
         ),
         (403, {"errcode": "M_FORBIDDEN", "error": "Registration has been disabled"}, True),
         (200, {"available": True}, False),
+        (400, {"errcode": "M_USER_IN_USE", "error": "User ID already taken."}, None),
         (429, {"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests"}, None),
     ],
 )

@@ -18,12 +18,17 @@ import pytest
 
 from matrix import (
     BadRequest,
+    ExclusiveNamespace,
     Forbidden,
     HomeserverUnavailable,
+    InvalidUsername,
     MatrixClient,
     Member,
+    NotFound,
     PowerLevels,
+    Profile,
     RateLimited,
+    Versions,
     ids,
     register_with_shared_secret,
 )
@@ -612,6 +617,118 @@ def test_join_does_not_retry_a_ban(connect, sleeps):
         connect(homeserver).as_user(GUEST).join(ROOM, via=[MAIN])
 
     assert sleeps == []
+
+
+# -- The server and the checks of operations ------------------------------------------------
+
+
+def test_versions_needs_no_token_and_reads_the_versions_synapse_lists(connect):
+    homeserver = FakeHomeserver(ok(fixture("versions")))
+
+    versions = connect(homeserver, access_token=None).versions()
+
+    assert path_of(homeserver.last) == "/_matrix/client/versions"
+    assert "Authorization" not in homeserver.last.headers
+    assert versions.versions[0] == "r0.0.1"
+    assert versions.newest == "v1.15"
+    assert versions.unstable_features["org.matrix.msc3827.stable"] is True
+
+
+@pytest.mark.parametrize(
+    ("listed", "newest"),
+    [(["v1.9", "v1.10", "v1.2"], "v1.10"), (["r0.6.1"], "r0.6.1"), ([], None)],
+)
+def test_the_newest_version_is_compared_by_number_not_by_position(listed, newest):
+    assert Versions(tuple(listed)).newest == newest
+
+
+def test_versions_of_a_homeserver_that_lists_none_is_empty(connect):
+    homeserver = FakeHomeserver(ok({"versions": "v1.12"}))
+
+    assert connect(homeserver).versions().versions == ()
+
+
+def test_a_free_username_is_available(connect):
+    homeserver = FakeHomeserver(ok(fixture("register_available")))
+
+    assert connect(homeserver, access_token=None).username_available("guest_doctor") is True
+    assert path_of(homeserver.last) == "/_matrix/client/v3/register/available"
+    assert homeserver.last.url.params["username"] == "guest_doctor"
+
+
+def test_a_taken_username_is_not_available(connect):
+    homeserver = FakeHomeserver(refused(400, "user_in_use"))
+
+    assert connect(homeserver).username_available("guest_doctor") is False
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "error"),
+    [
+        (400, "exclusive", ExclusiveNamespace),
+        (400, "invalid_username", InvalidUsername),
+        (403, "registration_disabled", Forbidden),
+    ],
+)
+def test_a_username_nobody_may_register_raises_why(connect, status, name, error):
+    homeserver = FakeHomeserver(refused(status, name))
+
+    with pytest.raises(error):
+        connect(homeserver).username_available("guest_doctor")
+
+
+def test_appservice_ping_posts_the_transaction_id_under_v1(connect):
+    homeserver = FakeHomeserver(ok(fixture("appservice_ping")))
+
+    took = connect(homeserver).appservice_ping("guestgate main", transaction_id="doctor-1")
+
+    assert took == 9
+    assert homeserver.last.method == "POST"
+    assert path_of(homeserver.last) == "/_matrix/client/v1/appservice/guestgate%20main/ping"
+    assert body_of(homeserver.last) == {"transaction_id": "doctor-1"}
+
+
+def test_appservice_ping_without_a_duration_answers_none(connect):
+    homeserver = FakeHomeserver(ok({}))
+
+    assert connect(homeserver).appservice_ping("guestgate-main") is None
+    assert body_of(homeserver.last) == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "error", "errcode"),
+    [
+        (400, "ping_url_not_set", BadRequest, "M_URL_NOT_SET"),
+        (403, "ping_mismatching_id", Forbidden, "M_FORBIDDEN"),
+        (502, "ping_connection_failed", HomeserverUnavailable, "M_CONNECTION_FAILED"),
+    ],
+)
+def test_a_failed_ping_keeps_the_homeservers_errcode(connect, sleeps, status, name, error, errcode):
+    homeserver = FakeHomeserver(refused(status, name))
+
+    with pytest.raises(error) as raised:
+        connect(homeserver, retries=0).appservice_ping("guestgate-main")
+
+    assert raised.value.errcode == errcode
+    assert sleeps == []
+
+
+def test_profile_reads_what_the_users_homeserver_says(connect):
+    homeserver = FakeHomeserver(ok(fixture("profile")))
+
+    profile = connect(homeserver).profile(GUEST)
+
+    assert profile == Profile(GUEST, "Frank (Guest)", None)
+    assert path_of(homeserver.last) == f"/_matrix/client/v3/profile/{GUEST_ESCAPED}"
+
+
+def test_an_unknown_profile_is_not_found(connect):
+    homeserver = FakeHomeserver(refused(404, "not_found_profile"))
+
+    with pytest.raises(NotFound) as raised:
+        connect(homeserver).profile(GUEST)
+
+    assert raised.value.errcode == "M_NOT_FOUND"
 
 
 # -- Desired-state verbs ---------------------------------------------------------------------
