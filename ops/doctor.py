@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.checks import ERROR, run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
+from guestgate.homeservers import guest_admin_token
 from matrix import (
     ExclusiveNamespace,
     Forbidden,
@@ -36,6 +39,8 @@ from matrix import (
 )
 from matrix.ids import make_user_id, server_name
 from ops import health
+from rooms.models import CallRoom
+from rooms.selectors import call_room_problems
 
 #: Seconds for each homeserver request (no retries: the doctor reports, it does not insist).
 TIMEOUT_SECONDS = 10.0
@@ -71,7 +76,6 @@ def not_checked(message: str) -> Outcome:
 
 def check_settings() -> Outcome:
     """Django's system checks, GuestGate's among them (``guestgate.checks``)."""
-    from django.core.checks import ERROR, run_checks
 
     problems = [message for message in run_checks() if message.level >= ERROR]
     if not problems:
@@ -261,9 +265,6 @@ def check_guest_admin() -> Outcome:
 
     Docs: https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-accounts
     """
-    from django.core.exceptions import ImproperlyConfigured
-
-    from guestgate.homeservers import guest_admin_token
 
     try:
         token = guest_admin_token()
@@ -465,7 +466,6 @@ def _federation(base_url: str, token: str, target: str, source: str, other: str)
 
 
 def check_call_rooms() -> Outcome:
-    from rooms.models import CallRoom
 
     total = CallRoom.objects.count()
     if total == 0:
@@ -475,7 +475,7 @@ def check_call_rooms() -> Outcome:
         return passed(f"{total} call room(s), all ready for guests")
     described = "; ".join(
         f"{room.name or 'unnamed'} ({room.room_id}): "
-        f"{' '.join(map(str, room.problems)) or room.status}"
+        f"{' '.join(call_room_problems(room)) or room.status}"
         for room in broken
     )
     return failed(

@@ -22,7 +22,9 @@ from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
+from guestgate.celery import app
 from matrix import MatrixClient, MatrixError
+from rooms.models import AppserviceTransaction
 
 BROKER_TIMEOUT_SECONDS = 2
 HOMESERVER_TIMEOUT_SECONDS = 3.0
@@ -115,7 +117,6 @@ def broker_probe(url: str | None = None, queue: str | None = None) -> BrokerProb
 
     Raises whatever kombu or redis raise when the broker cannot be reached.
     """
-    from guestgate.celery import app
 
     with app.connection_for_write(
         url,
@@ -137,7 +138,6 @@ def broker_probe(url: str | None = None, queue: str | None = None) -> BrokerProb
 
 def check_broker() -> Check:
     """Celery's broker: Redis, or the embedded folder of ``make run``."""
-    from guestgate.celery import app
 
     started = time.monotonic()
     try:
@@ -188,7 +188,6 @@ def check_homeserver(base_url: str) -> Check:
 def check_appservice_pushes() -> Check:
     """The main homeserver pushes to our appservice endpoint; a long silence may mean its
     registration points elsewhere or it cannot reach us."""
-    from rooms.models import AppserviceTransaction
 
     stale_after = settings.HEALTH_PUSH_STALE_SECONDS
     try:

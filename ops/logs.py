@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import signals
+from django.conf import settings
 
 REDACTED = "…"
 
@@ -79,8 +80,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def _configure_from_settings(**kwargs: Any) -> None:
-    from django.conf import settings
-
     logging.config.dictConfig(settings.LOGGING)
 
 

@@ -28,8 +28,11 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from accounts.models import GuestAccount
+from guestgate.celery import app
 from ops import stepstats
 from ops.health import broker_probe
+from rooms.models import AppserviceTransaction, AuditEntry, InviteLink, JoinRequest
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +102,6 @@ class GuestGateCollector(Collector):
 
 
 def _database_metrics() -> Iterator[Metric]:
-    from accounts.models import GuestAccount
-    from rooms.models import AppserviceTransaction, AuditEntry, InviteLink, JoinRequest
 
     yield _by_label(
         "guestgate_guest_accounts",
@@ -174,7 +175,6 @@ def _by_label(
 
 def _broker_metrics() -> Iterator[Metric]:
     """Tasks waiting in Redis (the embedded broker of development has no cheap count)."""
-    from guestgate.celery import app
 
     probe = broker_probe()
     if probe.tasks_waiting is not None:

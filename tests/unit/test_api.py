@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.utils import timezone
 
 from rooms.models import AuditEntry, CallRoom, JoinRequest
+from tests.unit.conftest import MakeRoom
 
 pytestmark = pytest.mark.django_db
 
@@ -17,20 +17,9 @@ OUTSIDER = "@otto:main.test"
 
 
 @pytest.fixture
-def room() -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
-        registered_by=MODERATOR,
-        checked_at=timezone.now(),
-        power_levels={
-            "invite": 10,
-            "kick": 50,
-            "ban": 60,
-            "users": {MODERATOR: 60, DOORKEEPER: 10},
-        },
-    )
+def room(make_room: MakeRoom) -> CallRoom:
+    levels = {"invite": 10, "kick": 50, "ban": 60, "users": {MODERATOR: 60, DOORKEEPER: 10}}
+    return make_room(power_levels=levels)
 
 
 @pytest.fixture

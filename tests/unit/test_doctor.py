@@ -23,6 +23,7 @@ from django.utils import timezone
 from matrix import BadRequest, Forbidden, HomeserverUnavailable, NotFound
 from ops import doctor
 from ops.doctor import Check, Outcome
+from rooms.messages import NOT_KNOCK_RULE, room_problem
 from rooms.models import CallRoom
 
 pytestmark = pytest.mark.django_db
@@ -440,7 +441,7 @@ def test_no_token_reaches_the_output_even_when_echoed(homeserver):
 # -- Call rooms ----------------------------------------------------------------------------
 
 
-def _room(room_id: str, name: str, status: str, problems: list[str]) -> CallRoom:
+def _room(room_id: str, name: str, status: str, problems: list[dict[str, object]]) -> CallRoom:
     return CallRoom.objects.create(
         room_id=room_id,
         name=name,
@@ -453,13 +454,15 @@ def _room(room_id: str, name: str, status: str, problems: list[str]) -> CallRoom
 
 def test_rooms_that_are_not_ready_are_listed_with_their_problems():
     _room("!ready", "Team call", CallRoom.Status.READY, [])
-    _room("!knockless", "Board", CallRoom.Status.PROBLEM, ["The room's join rule is invite."])
+    problem = room_problem(NOT_KNOCK_RULE, join_rule="invite")
+    _room("!knockless", "Board", CallRoom.Status.PROBLEM, [problem])
 
     outcome = doctor.check_call_rooms()
 
     assert outcome.ok is False
     assert outcome.message == (
-        "1 of 2 call room(s) not ready: Board (!knockless): The room's join rule is invite."
+        "1 of 2 call room(s) not ready: Board (!knockless): The room's join rule is “invite”. "
+        "Guests can only ask to join a room set to “Ask to join” (join rule knock)."
     )
     assert "Check again" in outcome.fix_hint
 

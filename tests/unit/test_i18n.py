@@ -33,23 +33,6 @@ MODERATOR = "@mona:main.test"
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "de" / "LC_MESSAGES"
 
 
-@pytest.fixture
-def room() -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
-        registered_by=MODERATOR,
-        checked_at=timezone.now(),
-        power_levels={"invite": 0, "kick": 50, "ban": 50, "users": {MODERATOR: 50}},
-    )
-
-
-@pytest.fixture
-def token(room: CallRoom) -> str:
-    return invite_link_create(room=room, created_by=MODERATOR).token
-
-
 def html_of(answer: Any) -> str:  # the test client's response
     return answer.content.decode()
 

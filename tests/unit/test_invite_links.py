@@ -28,18 +28,6 @@ MODERATOR = "@mona:main.test"
 
 
 @pytest.fixture
-def room(db: None) -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
-        registered_by=MODERATOR,
-        checked_at=timezone.now(),
-        power_levels={"invite": 0, "kick": 50, "ban": 50, "users": {MODERATOR: 50}},
-    )
-
-
-@pytest.fixture
 def mona(room: CallRoom) -> Client:
     client = Client()
     client.force_login(

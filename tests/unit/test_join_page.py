@@ -14,27 +14,15 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import GuestAccount
-from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, InviteLink, JoinRequest
+from tests.unit.conftest import MakeRoom
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def room() -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
-        registered_by="@mona:main.test",
-        checked_at=timezone.now(),
-        protected_names=["@mona:main.test", "Mona Moderator"],
-    )
-
-
-@pytest.fixture
-def token(room: CallRoom) -> str:
-    return invite_link_create(room=room, created_by="@mona:main.test").token
+def room(make_room: MakeRoom) -> CallRoom:
+    return make_room(protected_names=["@mona:main.test", "Mona Moderator"])
 
 
 def nothing_created() -> bool:

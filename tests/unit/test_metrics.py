@@ -54,17 +54,6 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-@pytest.fixture
-def room() -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
-        registered_by="@mona:main.test",
-        checked_at=timezone.now(),
-    )
-
-
 def guest(n: int, status: str) -> GuestAccount:
     return GuestAccount.objects.create(
         localpart=f"guest_{n}",

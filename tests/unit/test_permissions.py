@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.utils import timezone
 
 from rooms.models import CallRoom, JoinRequest
 from rooms.permissions import ALL, NONE, RoomRights, room_rights
+from tests.unit.conftest import MakeRoom
 
 pytestmark = pytest.mark.django_db
 
@@ -22,13 +22,9 @@ OUTSIDER = "@otto:main.test"  # no power level in the room
 
 
 @pytest.fixture
-def room() -> CallRoom:
-    return CallRoom.objects.create(
-        room_id="!AbCdEf123",
-        name="Team call",
-        status=CallRoom.Status.READY,
+def room(make_room: MakeRoom) -> CallRoom:
+    return make_room(
         registered_by=OWNER,
-        checked_at=timezone.now(),
         creators=[OWNER],
         power_levels={
             "invite": 10,
