@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext
 
+from matrix.ids import contains_matrix_id
+
 MAX_LENGTH = 64
 
 # Unicode categories removed outright: controls, format characters (bidi overrides and
@@ -23,7 +25,6 @@ MAX_LENGTH = 64
 _REMOVED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 _SPACE_CATEGORIES = {"Zs", "Zl", "Zp"}
 
-_MATRIX_ID_INSIDE = re.compile(r"[@!#+$][^\s:]+:[^\s]+")
 _SERVER_SHAPED = re.compile(r"[a-z0-9._=/+\-]+:[a-z0-9\-]+(\.[a-z0-9\-]+)+(:\d+)?")
 
 # Letters that are commonly swapped in to imitate a name; applied after NFKC and casefolding.
@@ -127,7 +128,7 @@ def _keep(ch: str) -> str:
 
 def _looks_like_matrix_id(name: str) -> bool:
     folded = name.casefold()
-    return bool(_MATRIX_ID_INSIDE.search(folded) or _SERVER_SHAPED.fullmatch(folded))
+    return contains_matrix_id(folded) or bool(_SERVER_SHAPED.fullmatch(folded))
 
 
 def _skeleton(text: str) -> str:

@@ -55,8 +55,8 @@ logger = logging.getLogger("matrix")
 #: First wait of the exponential backoff, in seconds (then doubled per attempt, with jitter).
 BACKOFF_BASE = 0.5
 
-#: Waits before retrying a join that lost the invite/join race (MATRIX-LAB P8); `make bench`
-#: saw it clear within 10-30 ms, so start short.
+#: Waits before retrying a join that lost the invite/join race (MATRIX-LAB P8): the race
+#: usually clears quickly, so start short and back off.
 JOIN_RACE_DELAYS = (0.02, 0.04, 0.08, 0.15, 0.3, 0.6)
 
 # Synapse's 403 messages when a join arrives before the guest's server has digested the invite.
@@ -360,8 +360,8 @@ class MatrixClient:
         """Join a room, retrying the invite/join race a few times (MATRIX-LAB P8).
 
         A join sent as soon as the invite shows up can fail with 403 "duplicate auth_events"
-        or "not invited" while the user's homeserver is still processing the invite; waiting
-        150-600 ms is enough.
+        or "not invited" while the user's homeserver is still processing the invite; a few
+        short waits are enough (MATRIX-LAB P8 has the figures).
 
         Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3joinroomidoralias
 
@@ -453,7 +453,7 @@ class MatrixClient:
         """Make sure the user is neither in the room nor knocking nor invited.
 
         Beware (MATRIX-LAB P5): a knock sent through a server already in the room reaches the
-        room up to ~170 ms after the knock call returned; a kick before that finds nobody and
+        room a moment after the knock call returned; a kick before that finds nobody and
         counts as done here. The knock's membership event, arriving later, must be handled.
 
         Returns:

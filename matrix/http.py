@@ -35,8 +35,8 @@ Params = Mapping[str, str | Sequence[str]]
 
 @cache
 def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process: building one (loading the CA bundle) costs about
-    40 ms, which httpx would otherwise pay for every client (measured by `make bench`)."""
+    """One verifying TLS context per process: building one loads the CA bundle, which httpx
+    would otherwise do again for every client."""
     return ssl.create_default_context(cafile=certifi.where())
 
 
