@@ -117,7 +117,7 @@ def test_a_task_sent_during_a_request_runs_under_the_requests_id(captured: Captu
     join_guest.push_request(**message.headers)
     try:
         signals.task_prerun.send(sender=join_guest, task_id=task_id, task=join_guest)
-        logging.getLogger("rooms.tasks").info("joining")
+        logging.getLogger("rooms.joining").info("joining")
         signals.task_postrun.send(sender=join_guest, task_id=task_id, task=join_guest)
     finally:
         join_guest.pop_request()
@@ -131,7 +131,7 @@ def test_a_task_no_request_sent_logs_under_its_own_id(captured: Captured) -> Non
     task.push_request(id="5f0c8a4e-beat-task")
     try:
         signals.task_prerun.send(sender=task, task_id="5f0c8a4e-beat-task", task=task)
-        logging.getLogger("rooms.tasks").info("requeueing")
+        logging.getLogger("rooms.provisioning").info("requeueing")
         signals.task_postrun.send(sender=task, task_id="5f0c8a4e-beat-task", task=task)
     finally:
         task.pop_request()
@@ -183,7 +183,7 @@ def test_a_records_arguments_and_traceback_are_redacted_too(captured: Captured) 
 
 def test_the_json_format_is_one_object_per_line_with_the_request_id() -> None:
     record = logging.LogRecord(
-        "rooms.tasks", logging.INFO, __file__, 1, "guest %s let in", ("A",), None
+        "rooms.joining", logging.INFO, __file__, 1, "guest %s let in", ("A",), None
     )
     record.request_id = "probe-42"
 
@@ -192,7 +192,7 @@ def test_the_json_format_is_one_object_per_line_with_the_request_id() -> None:
     assert "\n" not in line
     entry = json.loads(line)
     assert entry["level"] == "INFO"
-    assert entry["logger"] == "rooms.tasks"
+    assert entry["logger"] == "rooms.joining"
     assert entry["request_id"] == "probe-42"
     assert entry["message"] == "guest A let in"
     assert entry["time"].endswith("+00:00")
