@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection
 
 from bench.stack import BenchError, wait_until
+from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from guestgate import homeservers
 from matrix import Forbidden, MatrixClient, register_with_shared_secret
@@ -26,7 +27,6 @@ from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, JoinRequest, MembershipEvent
 from rooms.moderation import join_request_approve
-from tests.guestbrowser import GuestBrowser
 
 Status = JoinRequest.Status
 

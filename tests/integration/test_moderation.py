@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from devtools.localpair import LocalPair
 from matrix import Forbidden, MatrixClient
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 from rooms.tasks import approve_claimed, join_guest
 from tests.conftest import Person
-from tests.guestbrowser import GuestBrowser, ModeratorBrowser
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
