@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, connections
@@ -16,7 +19,7 @@ from django.utils import timezone
 
 from devtools.embedded_broker import Channel
 from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
-from rooms import join_requests, live
+from rooms import dbsignal, join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher
 from rooms.models import CallRoom, JoinRequest
@@ -206,3 +209,35 @@ def test_the_embedded_broker_folder_watch_sees_a_message_renamed_into_place(
         assert not readable()  # and sleeps again once it looked
     finally:
         watch.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_write_in_the_sqlite_databases_folder_wakes_the_signal(tmp_path: Path) -> None:
+    signal = dbsignal._FolderWrites(str(tmp_path))
+    try:
+        assert not signal.wait(0)
+        (tmp_path / "db.sqlite3-wal").write_bytes(b"page")  # as a commit writes the log
+        assert signal.wait(5)
+        assert not signal.wait(0)  # heard once: quiet again until the next write
+    finally:
+        signal.close()
+
+
+def test_without_an_inotify_watch_the_watcher_polls_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[bool] = []
+
+    class NoWatchesLeft:
+        def add_watch(self, path: str, mask: int) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    sqlite = SimpleNamespace(vendor="sqlite", settings_dict={"NAME": str(tmp_path / "db")})
+    monkeypatch.setattr(dbsignal, "connection", sqlite)
+    monkeypatch.setattr(dbsignal, "INotify", NoWatchesLeft, raising=False)
+
+    assert dbsignal.change_signal() is None  # so ChangeWatcher looks every TICK_SECONDS
+    assert closed == [True]
