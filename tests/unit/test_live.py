@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
-import select
 import sys
 import threading
 import uuid
@@ -17,8 +15,6 @@ from django.db import connection, connections
 from django.db.models import F
 from django.utils import timezone
 
-from devtools.embedded_broker import Channel
-from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
 from rooms import dbsignal, join_requests, live
 from rooms.join_requests import move_join_request
 from rooms.live import ChangeWatcher
@@ -109,25 +105,6 @@ def test_a_poll_is_not_woken_by_another_rooms_change(waiting: JoinRequest) -> No
     assert not poll.is_alive()
 
 
-def test_the_embedded_broker_never_shows_a_half_written_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    channel = Channel.__new__(Channel)
-    channel.data_folder_out = str(tmp_path)
-    readable_while_writing: list[str] = []
-    real_replace = os.replace
-
-    def watching_replace(src: str, dst: str) -> None:
-        readable_while_writing.extend(n for n in os.listdir(tmp_path) if n.endswith(".msg"))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", watching_replace)
-    channel._put("celery", {"body": "x"})
-
-    assert readable_while_writing == []  # while written, no file had a name a reader takes
-    assert [n.endswith(".celery.msg") for n in os.listdir(tmp_path)] == [True]
-
-
 def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_tick(
     waiting: JoinRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,26 +166,6 @@ def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> No
     in_thread(poll).join(timeout=30)
     assert seen["before the wait"] is not None
     assert seen["while waiting"] is None  # closed (a pool takes it back) until the next query
-
-
-def test_the_embedded_broker_folder_watch_sees_a_message_renamed_into_place(
-    tmp_path: Path,
-) -> None:
-    watch = FolderWatch(str(tmp_path), IN_MOVED_TO | IN_CLOSE_WRITE)
-    try:
-
-        def readable() -> bool:
-            return bool(select.select([watch.fd], [], [], 0)[0])
-
-        assert not readable()
-        (tmp_path / "1_x.celery.msg.part").write_text("{}")  # being written: closed, not yet
-        watch.wait(0)  # (the close of the .part file may count: take it)
-        os.replace(tmp_path / "1_x.celery.msg.part", tmp_path / "1_x.celery.msg")
-        assert readable()  # the worker wakes for the message
-        watch.wait(0)
-        assert not readable()  # and sleeps again once it looked
-    finally:
-        watch.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
