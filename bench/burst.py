@@ -4,11 +4,11 @@ DESIGN.md, "Performance targets": 500 guests arriving at one room within a minut
 knocked and let in, none lost, no 429 reaching a guest. (MATRIX-LAB section 4, "Burst", has
 the homeservers' own figures for 50 guests.) Each phase has a fresh room.
 
-GuestGate: N threads, each a guest's browser (tests/guestbrowser.py, real HTTP), open the
-invite link; then all submit the join form at the same moment. Measured until the moderator's
-queue holds all N (every join request ``waiting``, polled in the database every 50 ms). Then
-``join_requests_approve_all`` (the dashboard's "let everyone in", called here as its view
-does) until every request is ``joined`` (database); a few lobbies follow their long poll
+GuestGate: N threads, each a guest's browser (devtools/guestbrowser.py, real HTTP), open
+the invite link; then all submit the join form at the same moment. Measured until the
+moderator's queue holds all N (every join request ``waiting``, polled in the database every
+50 ms). Then ``join_requests_approve_all`` (the dashboard's "let everyone in", called here as
+its view does) until every request is ``joined`` (database); a few lobbies follow their long poll
 meanwhile, and at the end every guest's lobby is asked once what it shows.
 
 Floor (a room unknown to GuestGate): N threads, each a bare guest: appservice register
@@ -41,10 +41,10 @@ from bench import measure
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
+from devtools.guestbrowser import GuestBrowser
 from matrix import MatrixClient, MatrixError
 from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent
 from rooms.moderation import join_requests_approve_all
-from tests.guestbrowser import GuestBrowser
 
 Status = JoinRequest.Status
 

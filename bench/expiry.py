@@ -48,11 +48,11 @@ from bench.probes import LatencyProbe, MemoryWatch, milliseconds
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import WORKER_CONCURRENCY, BenchError, Stack
+from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from guestgate.celery import app as celery_app
 from matrix import MatrixClient, MatrixError
 from rooms.expiry import expire_accounts
-from tests.guestbrowser import GuestBrowser
 
 Status = GuestAccount.Status
 

@@ -36,13 +36,13 @@ from bench.probes import LatencyProbe, MemoryWatch, cpu_seconds, milliseconds, t
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
+from devtools.guestbrowser import GuestBrowser
 from matrix import MatrixClient
 from rooms import live
 from rooms.dbsignal import change_signal
 from rooms.guest_views import LONG_POLL_SECONDS
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_deny
-from tests.guestbrowser import GuestBrowser
 
 Status = JoinRequest.Status
 

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection
 
 from bench.stack import BenchError, wait_until
+from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from guestgate import homeservers
 from matrix import Forbidden, MatrixClient, register_with_shared_secret
@@ -26,14 +27,14 @@ from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, JoinRequest, MembershipEvent
 from rooms.moderation import join_request_approve
-from tests.guestbrowser import GuestBrowser
 
 Status = JoinRequest.Status
 
 #: How often the end of a step is looked for (the moderator dashboard's database, or main).
 POLL_SECONDS = 0.005
 STEP_TIMEOUT_SECONDS = 30.0
-#: The floor's wait before retrying a join that lost the race (GuestGate's client: 0.15 s).
+#: The floor's wait before retrying a join that lost the race (GuestGate's client waits
+#: longer each time: matrix.client.JOIN_RACE_DELAYS).
 FLOOR_RACE_RETRY_SECONDS = 0.01
 _JOIN_RACE = ("duplicate auth_events", "not invited")
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -164,8 +165,8 @@ def guestgate_knock(scene: Scene, name: str) -> tuple[Timing, GuestGateGuest]:
         room_id=scene.room_id, user_id=user_id, membership="knock"
     )
     seen: dict[str, float] = {}
-    # One raw query per look (the ORM's two cost ~2 ms of CPU each time on a 2-core machine,
-    # taken from GuestGate's processes while they work).
+    # One raw query per look, not the ORM's two: the CPU each look takes is taken from
+    # GuestGate's processes while they work.
     look = _dashboard_look(request.values_list("pk", flat=True).get(), scene.room_id, user_id)
 
     def on_dashboard() -> bool:

@@ -179,8 +179,8 @@ JOIN_RATE_PER_ROOM = env_int("GUESTGATE_JOIN_RATE_PER_ROOM", 1200)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", env_str("REDIS_URL", "filesystem://"))
 CELERY_QUEUE_DIR = VAR_DIR / "celery-queue"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # One folder that web, worker and beat share; a worker whose threads are all busy looks
-    # for messages every polling_interval (an idle one may be woken sooner: devtools.settings).
+    # One folder that web, worker and beat share; the worker looks for messages in it every
+    # polling_interval.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_QUEUE_DIR),
         "data_folder_out": str(CELERY_QUEUE_DIR),

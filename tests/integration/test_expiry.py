@@ -13,13 +13,13 @@ from django.utils import timezone
 from accounts.expiry import accounts_claim_due, guest_accounts_reconcile
 from accounts.models import GuestAccount
 from accounts.services import default_policy
+from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from matrix import MatrixClient, UnknownToken
 from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from tests.conftest import unique_localpart
 from tests.faultproxy import FaultProxy
-from tests.guestbrowser import GuestBrowser
 from tests.processes import Worker
 from tests.waiting import wait_for
 

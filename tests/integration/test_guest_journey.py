@@ -13,6 +13,7 @@ from django.conf import settings
 
 from accounts.models import GuestAccount
 from accounts.selectors import guest_account_session
+from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from matrix import MatrixClient
 from rooms.invite_links import invite_link_create
@@ -20,7 +21,6 @@ from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve
 from tests.conftest import Person
 from tests.faultproxy import FaultProxy
-from tests.guestbrowser import GuestBrowser
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from devtools.localpair import LocalPair
 from matrix import Forbidden, MatrixClient
 from rooms.joining import join_guest
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 from rooms.moderation import approve_claimed
 from tests.conftest import Person
-from tests.guestbrowser import GuestBrowser, ModeratorBrowser
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]

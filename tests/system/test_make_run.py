@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from matrix import MatrixClient
-from tests.guestbrowser import GuestBrowser, ModeratorBrowser
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.homeservers

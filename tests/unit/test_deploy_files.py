@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools import processes
 from ops.health import CHECK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,6 +225,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def gunicorn_url(tmp_path: Path) -> Iterator[str]:
     """web's own command, on a free local port, with one worker and nowhere homeservers."""
@@ -241,36 +248,16 @@ def gunicorn_url(tmp_path: Path) -> Iterator[str]:
         MAIN_HS_URL=nowhere,
         DATABASE_URL=f"sqlite:///{tmp_path / 'healthz.sqlite3'}",
     )
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / command[0]), *command[1:]],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = processes.spawn([str(BIN / command[0]), *command[1:]], env=env, log=log)
+    processes.wait_until_ready(
+        process, lambda: _listening(port), what="gunicorn", log_path=log_path
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gunicorn did not listen within 30 s")
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        processes.stop(process)
 
 
 def test_gunicorn_serves_healthz_as_json(gunicorn_url: str):

@@ -1,8 +1,9 @@
-"""The embedded broker's choice of how long to wait for the next message, on real kombu
-channels of its transport over a real queue folder (devtools/embedded_broker.py)."""
+"""The embedded broker (devtools/embedded_broker.py) on real kombu channels of its transport
+over a real queue folder."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 
-from devtools.embedded_broker import Transport, use_safe_filesystem_transport
+from devtools.embedded_broker import Channel, Transport, use_safe_filesystem_transport
 
 
 @pytest.fixture
@@ -29,11 +30,29 @@ def connection(tmp_path: Path) -> Iterator[Connection]:
         yield conn
 
 
-def test_a_busy_consumer_is_looked_at_often_even_beside_one_with_room(
+def test_the_embedded_broker_never_shows_a_half_written_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = Channel.__new__(Channel)
+    channel.data_folder_out = str(tmp_path)
+    readable_while_writing: list[str] = []
+    real_replace = os.replace
+
+    def watching_replace(src: str, dst: str) -> None:
+        readable_while_writing.extend(n for n in os.listdir(tmp_path) if n.endswith(".msg"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    channel._put("celery", {"body": "x"})
+
+    assert readable_while_writing == []  # while written, no file had a name a reader takes
+    assert [n.endswith(".celery.msg") for n in os.listdir(tmp_path)] == [True]
+
+
+def test_a_busy_consumer_gets_the_next_message_once_it_acked_even_beside_one_with_room(
     connection: Connection,
 ) -> None:
-    transport = connection.transport
-    assert isinstance(transport, Transport)
+    assert isinstance(connection.transport, Transport)
     tasks = Queue("tasks", Exchange("tasks", type="direct"), routing_key="tasks")
     received: list[Message] = []
 
@@ -51,13 +70,11 @@ def test_a_busy_consumer_is_looked_at_often_even_beside_one_with_room(
     control = Queue("control", Exchange("control", type="direct"), routing_key="control")
     Consumer(idle, queues=[control], callbacks=[keep]).consume()
 
-    assert not transport._one_is_full()  # room: wait for a file event
     connection.drain_events(timeout=1)
-    assert len(received) == 1
-    # Full: the ack that frees it makes no file event, and message 2 is waiting already.
-    assert transport._one_is_full()
+    assert [m.payload["n"] for m in received] == [1]
+    with pytest.raises(TimeoutError):  # full: message 2 waits for the ack
+        connection.drain_events(timeout=0.1)
 
-    received[0].ack()
-    assert not transport._one_is_full()
+    received[0].ack()  # an ack writes no file: the next look must happen anyway
     connection.drain_events(timeout=1)
     assert sorted(m.payload["n"] for m in received) == [1, 2]

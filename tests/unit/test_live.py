@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import select
+import errno
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, connections
 from django.db.models import F
 from django.utils import timezone
 
-from devtools.embedded_broker import Channel
-from devtools.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, FolderWatch
-from rooms import live, transitions
+from rooms import dbsignal, live, transitions
 from rooms.live import ChangeWatcher
 from rooms.models import CallRoom, JoinRequest
 from rooms.transitions import join_request_denied
@@ -106,25 +105,6 @@ def test_a_poll_is_not_woken_by_another_rooms_change(waiting: JoinRequest) -> No
     assert not poll.is_alive()
 
 
-def test_the_embedded_broker_never_shows_a_half_written_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    channel = Channel.__new__(Channel)
-    channel.data_folder_out = str(tmp_path)
-    readable_while_writing: list[str] = []
-    real_replace = os.replace
-
-    def watching_replace(src: str, dst: str) -> None:
-        readable_while_writing.extend(n for n in os.listdir(tmp_path) if n.endswith(".msg"))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", watching_replace)
-    channel._put("celery", {"body": "x"})
-
-    assert readable_while_writing == []  # while written, no file had a name a reader takes
-    assert [n.endswith(".celery.msg") for n in os.listdir(tmp_path)] == [True]
-
-
 def test_a_change_committed_in_this_process_wakes_polls_without_waiting_for_a_tick(
     waiting: JoinRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,21 +168,33 @@ def test_a_waiting_poll_holds_no_database_connection(waiting: JoinRequest) -> No
     assert seen["while waiting"] is None  # closed (a pool takes it back) until the next query
 
 
-def test_the_embedded_broker_folder_watch_sees_a_message_renamed_into_place(
-    tmp_path: Path,
-) -> None:
-    watch = FolderWatch(str(tmp_path), IN_MOVED_TO | IN_CLOSE_WRITE)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_write_in_the_sqlite_databases_folder_wakes_the_signal(tmp_path: Path) -> None:
+    signal = dbsignal._FolderWrites(str(tmp_path))
     try:
-
-        def readable() -> bool:
-            return bool(select.select([watch.fd], [], [], 0)[0])
-
-        assert not readable()
-        (tmp_path / "1_x.celery.msg.part").write_text("{}")  # being written: closed, not yet
-        watch.wait(0)  # (the close of the .part file may count: take it)
-        os.replace(tmp_path / "1_x.celery.msg.part", tmp_path / "1_x.celery.msg")
-        assert readable()  # the worker wakes for the message
-        watch.wait(0)
-        assert not readable()  # and sleeps again once it looked
+        assert not signal.wait(0)
+        (tmp_path / "db.sqlite3-wal").write_bytes(b"page")  # as a commit writes the log
+        assert signal.wait(5)
+        assert not signal.wait(0)  # heard once: quiet again until the next write
     finally:
-        watch.close()
+        signal.close()
+
+
+def test_without_an_inotify_watch_the_watcher_polls_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[bool] = []
+
+    class NoWatchesLeft:
+        def add_watch(self, path: str, mask: int) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    sqlite = SimpleNamespace(vendor="sqlite", settings_dict={"NAME": str(tmp_path / "db")})
+    monkeypatch.setattr(dbsignal, "connection", sqlite)
+    monkeypatch.setattr(dbsignal, "INotify", NoWatchesLeft, raising=False)
+
+    assert dbsignal.change_signal() is None  # so ChangeWatcher looks every TICK_SECONDS
+    assert closed == [True]

@@ -1,5 +1,6 @@
 """A guest's browser without the browser: cookies, the CSRF token and the lobby's long poll,
-over real HTTP against GuestGate's web server."""
+over real HTTP against GuestGate's web server; and a moderator's at the dashboard. Shared by
+the integration tests and ``make bench``."""
 
 from __future__ import annotations
 
