@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.services import guest_account_seen
@@ -27,6 +29,9 @@ from rooms.selectors import join_request_for_lobby, lobby_state
 BROWSER_KEY_COOKIE = "guestgate_guest"
 _LOBBIES = "lobbies"  # session key: the lobbies this browser may see
 LONG_POLL_SECONDS = 20.0
+# What ``?since=`` may be: the version a lobby was given, ASCII digits only (``str.isdigit``
+# also takes "²" and "①", which ``int`` refuses), and short enough for ``int`` to read.
+_VERSION = re.compile(r"[0-9]{1,20}")
 
 
 def _client_ip(request: HttpRequest) -> str:
@@ -128,14 +133,28 @@ def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_GET
 def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
     """Long poll: answers when the request's version differs from ``?since=`` (or at once
-    without it), or after about 20 s with the unchanged state."""
+    without it), or after about 20 s with the unchanged state. A ``since`` that is not a
+    version number is refused (400)."""
     public_id = str(public_id)
     join_request = _own_join_request(request, public_id)
+    since = request.GET.get("since", "")
+    if since and not _VERSION.fullmatch(since):
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "lobby.bad_version",
+                    "message": gettext(
+                        "since must be a version number given by this lobby (digits 0-9)."
+                    ),
+                }
+            },
+            status=400,
+            headers={"Cache-Control": "no-store"},
+        )
     if join_request.guest is not None:
         guest_account_seen(join_request.guest)
-    since = request.GET.get("since", "")
-    if since.isdigit() and join_request.version == int(since):
-        changes.wait_for_request(public_id, int(since), LONG_POLL_SECONDS)
+    if since and int(since) == join_request.version:
+        changes.wait_for_request(public_id, join_request.version, LONG_POLL_SECONDS)
         join_request = join_request_for_lobby(public_id) or join_request
     return JsonResponse(lobby_state(join_request), headers={"Cache-Control": "no-store"})
 
