@@ -39,8 +39,12 @@ def guest_account_returning(*, browser_key: str) -> GuestAccount | None:
     return None
 
 
-def guest_account_session(account: GuestAccount) -> Session:
-    """The session a Matrix client of the guest uses: the public guest homeserver URL."""
+def guest_account_session(account: GuestAccount) -> Session | None:
+    """The session a Matrix client of the guest uses (with the public guest homeserver URL),
+    or None once the account is ending: the expiry sweep has claimed it (its token is about
+    to stop working) or ended it (its token is forgotten)."""
+    if account.status in (Status.EXPIRING, Status.EXPIRED) or not account.access_token_encrypted:
+        return None
     return Session(
         homeserver_url=settings.GUEST_HS_PUBLIC_URL,
         user_id=account.user_id,

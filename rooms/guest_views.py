@@ -133,8 +133,8 @@ def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_GET
 def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
     """Long poll: answers when the request's version differs from ``?since=`` (or at once
-    without it), or after about 20 s with the unchanged state. A ``since`` that is not a
-    version number is refused (400)."""
+    without it, or once the guest's account has ended), or after about 20 s with the
+    unchanged state. A ``since`` that is not a version number is refused (400)."""
     public_id = str(public_id)
     join_request = _own_join_request(request, public_id)
     since = request.GET.get("since", "")
@@ -153,10 +153,14 @@ def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
         )
     if join_request.guest is not None:
         guest_account_seen(join_request.guest)
-    if since and int(since) == join_request.version:
+    state = lobby_state(join_request)
+    # A lobby whose account has ended changes no more, though its request may say "joined".
+    ended = state["status"] == JoinRequest.Status.EXPIRED
+    if since and int(since) == join_request.version and not ended:
         changes.wait_for_request(public_id, join_request.version, LONG_POLL_SECONDS)
         join_request = join_request_for_lobby(public_id) or join_request
-    return JsonResponse(lobby_state(join_request), headers={"Cache-Control": "no-store"})
+        state = lobby_state(join_request)
+    return JsonResponse(state, headers={"Cache-Control": "no-store"})
 
 
 @require_POST

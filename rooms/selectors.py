@@ -58,6 +58,11 @@ def join_request_for_lobby(public_id: str) -> JoinRequest | None:
 def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     """What the guest's lobby shows, as JSON for the live page and context for the template."""
     status = Status(join_request.status)
+    session = None
+    if status == Status.JOINED and join_request.guest is not None:
+        session = guest_account_session(join_request.guest)
+        if session is None:  # the account ended after the guest was let in
+            status = Status.EXPIRED
     message = str(_MESSAGES[status])
     if status == Status.PROVISIONING and join_request.attempts:
         message = gettext("The server is slow to answer; still trying…")
@@ -65,6 +70,8 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     reason = join_request.reason
     if join_request.reason_code:
         reason = guest_sentence(join_request.reason_code, join_request.reason)
+    if status != join_request.status:
+        reason = ""  # it was said of the request (let in), not of the account's end
     state: dict[str, Any] = {
         "status": status.value,
         "title": str(_TITLES[status]),
@@ -78,8 +85,7 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
         "session": None,
         "call_url": None,
     }
-    if status == Status.JOINED and join_request.guest is not None:
-        session = guest_account_session(join_request.guest)
+    if session is not None:
         via = settings.MAIN_HS_SERVER_NAME
         state["session"] = {
             "homeserverUrl": session.homeserver_url,

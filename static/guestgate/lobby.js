@@ -5,7 +5,9 @@
   if (!lobby) return;
   const url = lobby.dataset.statusUrl;
   let version = Number(lobby.dataset.version);
-  const finished = new Set(["joined", "denied", "banned", "cancelled", "expired"]);
+  let status = lobby.querySelector(".status").dataset.status;
+  // "joined" is not among them: the guest pass still expires, and the page must say so.
+  const finished = new Set(["denied", "banned", "cancelled", "expired"]);
 
   function show(state) {
     const section = lobby.querySelector(".status");
@@ -34,16 +36,17 @@
     document.getElementById("retry-form").hidden = !state.can_retry;
     const joined = document.getElementById("joined");
     joined.hidden = state.status !== "joined";
-    if (state.session) {
-      document.getElementById("session-json").textContent = JSON.stringify(state.session, null, 2);
-      document.getElementById("call-link").href = state.call_url;
-    }
+    // Without a session (an expired pass) the page keeps no token.
+    document.getElementById("session-json").textContent = state.session
+      ? JSON.stringify(state.session, null, 2)
+      : "";
+    document.getElementById("call-link").href = state.call_url || "#";
     document.title = state.title + " – " + state.room_name;
   }
 
   async function follow() {
     let failures = 0;
-    while (true) {
+    while (!finished.has(status)) {
       try {
         const response = await fetch(url + "?since=" + version, {
           headers: { Accept: "application/json" },
@@ -52,11 +55,12 @@
         if (!response.ok) throw new Error("status " + response.status);
         const state = await response.json();
         failures = 0;
-        if (state.version !== version) {
+        // The status may change with the same version: a let-in guest's pass expiring.
+        if (state.version !== version || state.status !== status) {
           version = state.version;
+          status = state.status;
           show(state);
         }
-        if (finished.has(state.status)) return;
       } catch (error) {
         failures += 1;
         // Offline or the server restarting: wait longer each time, up to 15 s.

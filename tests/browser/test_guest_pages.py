@@ -4,13 +4,19 @@ real Celery worker and the real homeserver pair behind it."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import Dialog, Locator, Page, expect
 
+from accounts.expiry import accounts_claim_due
+from accounts.models import GuestAccount
+from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
+from rooms.moderation import join_request_approve
 from tests.conftest import Person
 
 pytestmark = [
@@ -96,6 +102,30 @@ def test_a_guest_on_a_phone_asks_to_join_and_follows_the_lobby_into_the_call(
     assert is_the_same_page(phone), "the lobby reloaded instead of updating live"
     assert fits_the_screen(phone)
     screenshot(phone, "lobby-joined-phone.png")
+
+
+def test_the_lobby_of_a_guest_in_the_call_says_when_the_guest_pass_expired(
+    page: Page, guestgate_web: str, invite_token: str, call_room: CallRoom
+) -> None:
+    ask_to_join(page, guestgate_web, invite_token, "Jo")
+    remember_this_page(page)
+    expect(status_in(page)).to_have_text("Waiting for a moderator", timeout=LIVE)
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
+    expect(status_in(page)).to_have_text("You are in the call", timeout=LIVE)
+
+    # What beat does every minute, for an account made due: the real worker expires it.
+    account = JoinRequest.objects.get().guest
+    assert account is not None
+    GuestAccount.objects.filter(pk=account.pk).update(
+        created_at=timezone.now() - account.policy.account_lifetime - timedelta(minutes=1)
+    )
+    for batch in accounts_claim_due():
+        expire_accounts.delay(batch)
+
+    expect(status_in(page)).to_have_text("This guest pass has expired", timeout=LIVE)
+    expect(page.get_by_role("link", name="Open the call")).to_be_hidden()
+    expect(page.locator("#session-json")).to_be_empty()
+    assert is_the_same_page(page), "the lobby reloaded instead of updating live"
 
 
 def test_a_guest_who_is_not_let_in_sees_the_moderators_reason(

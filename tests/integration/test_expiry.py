@@ -18,6 +18,7 @@ from devtools.localpair import LocalPair
 from matrix import MatrixClient, UnknownToken
 from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
+from rooms.moderation import join_request_approve
 from tests.conftest import unique_localpart
 from tests.faultproxy import FaultProxy
 from tests.processes import Worker
@@ -115,6 +116,34 @@ def test_an_expired_guest_is_told_loses_the_account_and_leaves_no_knock(
         "lifetime",
         "",
     )
+
+
+def test_a_let_in_guest_whose_pass_expired_is_told_so_by_the_lobby_page_and_its_status(
+    guest: GuestBrowser, invite_token: str, call_room: CallRoom
+) -> None:
+    guest.ask_to_join(invite_token, "Jo")
+    guest.wait_for("waiting")
+    request = JoinRequest.objects.select_related("guest").get()
+    join_request_approve(request, moderator="@mona:main")
+    joined = guest.wait_for("joined")
+    token = joined["session"]["accessToken"]
+    account = request.guest
+    assert account is not None
+
+    make_due(account)
+    assert sweep() == 1
+    wait_for(
+        lambda: GuestAccount.objects.get(pk=account.pk).status == Status.EXPIRED,
+        what="the account expired",
+    )
+
+    page = guest.lobby()
+    assert page.status_code == 200
+    assert "This guest pass has expired" in page.text
+    assert "You are in the call" not in page.text and token not in page.text
+    for state in (guest.status(), guest.status(since=joined["version"])):
+        assert (state["status"], state["title"]) == ("expired", "This guest pass has expired")
+        assert (state["session"], state["call_url"], state["reason"]) == (None, None, "")
 
 
 def test_a_homeserver_down_during_a_sweep_loses_nothing(

@@ -170,7 +170,9 @@ def test_a_returning_guest_who_signed_out_is_given_a_working_session(
 ) -> None:
     first = denied_once(guest, invite_token, call_room, moderator, "Fay")
     assert first.guest is not None
-    old_token = guest_account_session(first.guest).access_token
+    session = guest_account_session(first.guest)
+    assert session is not None
+    old_token = session.access_token
     with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=old_token) as signed_in:
         signed_in.logout()  # "Sign out" in Element Call: the token dies
 

@@ -42,6 +42,7 @@ def test_spares_are_registered_and_logged_in_with_their_own_device(
     assert spares_ready() == 2
     for spare in two_spares:
         session = guest_account_session(spare)
+        assert session is not None
         with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=session.access_token) as c:
             whoami = c.whoami()
         assert whoami.user_id == spare.user_id
@@ -139,10 +140,9 @@ def test_a_guest_given_a_spare_the_server_forgot_still_knocks(
     # What a reset guest homeserver leaves: a row recorded as registered and logged in, for
     # an account and a token the server does not know (taken before the minute's check).
     forgotten = two_spares[0]
-    with MatrixClient(
-        base_url=settings.GUEST_HS_URL,
-        access_token=guest_account_session(forgotten).access_token,
-    ) as spare:
+    session = guest_account_session(forgotten)
+    assert session is not None
+    with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=session.access_token) as spare:
         spare.logout()
     never_registered = unique_localpart(settings.GUEST_USER_PREFIX)
     GuestAccount.objects.filter(pk=forgotten.pk).update(
@@ -166,6 +166,7 @@ def test_a_guest_given_a_spare_the_server_forgot_still_knocks(
     assert member is not None and member.membership == "knock"
     assert member.displayname == "Gus (Guest)"
     session = guest_account_session(account)
+    assert session is not None
     with MatrixClient(base_url=settings.GUEST_HS_URL, access_token=session.access_token) as c:
         assert c.whoami().user_id == account.user_id
 
