@@ -8,13 +8,22 @@ from django.utils.translation import gettext_lazy
 from accounts.displaynames import CleanName, DisplayNameRejected, clean_display_name
 
 
+class TypedNameField(forms.CharField):
+    """A name as typed, handed to accounts.displaynames whole: it removes NUL like any other
+    control character and says "too long" in one message at any length, where CharField's
+    own checks (no NUL, ``max_length``) would refuse first, in other words."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = []
+
+
 class JoinForm(forms.Form):
     """The one field a guest fills in. Cleaning follows accounts.displaynames."""
 
-    display_name = forms.CharField(
+    display_name = TypedNameField(
         label=gettext_lazy("Your name"),
         help_text=gettext_lazy("Others in the call will see this name, marked as a guest."),
-        max_length=200,  # generous: the real limit applies after cleaning
         widget=forms.TextInput(attrs={"autocomplete": "name", "autofocus": True}),
     )
 

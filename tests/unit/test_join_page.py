@@ -240,3 +240,23 @@ def test_the_lobby_status_answers_at_once_without_a_version(client: Client, toke
     assert state["title"] == "Creating your guest pass…"
     assert state["session"] is None
     assert state["can_cancel"] is True
+
+
+def test_a_nul_byte_in_a_name_is_removed_like_any_control_character(
+    client: Client, token: str
+) -> None:
+    answer = client.post(f"/j/{token}", {"display_name": "Al\x00ice\x07"})
+
+    assert answer.status_code == 302
+    assert JoinRequest.objects.get().display_name == "Alice (Guest)"
+
+
+@pytest.mark.parametrize("length", [65, 200, 201, 10_000])
+def test_a_name_too_long_gets_the_same_message_at_any_length(
+    client: Client, token: str, length: int
+) -> None:
+    answer = client.post(f"/j/{token}", {"display_name": "x" * length})
+
+    assert answer.status_code == 400
+    assert "Please keep the name to 64 characters or fewer." in answer.content.decode()
+    assert nothing_created()
