@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Field, Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.models import GuestAccount, RetentionPolicy
@@ -22,6 +23,16 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         "record_retention",
         "live_accounts",
     ]
+
+    #: Fields saved as typed: the suffix's leading space parts it from the name ("Ida (Guest)").
+    KEEP_SPACES = ("displayname_suffix",)
+
+    def formfield_for_dbfield(
+        self, db_field: Field[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        if db_field.name in self.KEEP_SPACES:
+            kwargs["strip"] = False
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RetentionPolicy]:
         return (

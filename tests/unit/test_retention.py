@@ -229,3 +229,29 @@ def test_the_admin_says_how_many_accounts_a_policy_change_affects(
         "This policy applies to 2 live guest accounts; 2 of them expire at the next sweep"
         in answer.content.decode()
     )
+
+
+def test_a_suffix_saved_in_the_admin_keeps_its_spaces_and_later_guests_get_it(
+    admin_client: Any, client: Any, token: str
+) -> None:
+    policy = default_policy()
+
+    answer = admin_client.post(
+        f"/admin/accounts/retentionpolicy/{policy.pk}/change/",
+        {
+            "name": policy.name,
+            "is_default": "on",
+            "account_lifetime": "1 00:00:00",
+            "idle_timeout": "",
+            "erase_on_expiry": "on",
+            "return_window": "12:00:00",
+            "record_retention": "30 00:00:00",
+            "displayname_suffix": " (Gast)",
+            "max_guests_per_room": "",
+        },
+    )
+    assert answer.status_code == 302, answer.content.decode()
+    client.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert RetentionPolicy.objects.get(pk=policy.pk).displayname_suffix == " (Gast)"
+    assert JoinRequest.objects.get().display_name == "Alice (Gast)"
