@@ -1,4 +1,5 @@
-"""Content-Security-Policy on every response (Django 5.2 has none built in).
+"""Content-Security-Policy on every response, static files included (Django 5.2 has none
+built in). Its middleware sits above WhiteNoise, which answers static files itself.
 
 The policy allows only GuestGate's own scripts, styles and images: no inline code anywhere
 (pages load their scripts and styles from ``static/``). A view that needs another policy

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.services import guest_account_seen
@@ -120,6 +121,7 @@ def _own_join_request(request: HttpRequest, public_id: str) -> JoinRequest:
 
 
 @require_GET
+@never_cache  # it carries the guest's access token once they are let in
 def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
     state = lobby_state(_own_join_request(request, str(public_id)))
     session_json = json.dumps(state["session"], indent=2) if state["session"] else ""

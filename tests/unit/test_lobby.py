@@ -57,3 +57,11 @@ def test_a_version_other_than_the_current_one_answers_at_once(client: Client, lo
 
     assert answer.status_code == 200
     assert answer.json()["status"] == "provisioning"
+
+
+def test_the_lobby_page_is_never_stored_by_a_cache(client: Client, lobby: str) -> None:
+    page = client.get(lobby)
+
+    assert page.status_code == 200
+    assert "no-store" in page["Cache-Control"]
+    assert "no-store" in client.get(f"{lobby}/status")["Cache-Control"]

@@ -8,9 +8,11 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
@@ -34,6 +36,34 @@ def test_a_page_carries_the_security_headers(client: Client) -> None:
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "Referrer-Policy",
+    "X-Content-Type-Options",
+    "Cross-Origin-Opener-Policy",
+)
+
+
+def test_a_static_file_carries_the_security_headers_a_page_has(
+    settings: Any, tmp_path: Path
+) -> None:
+    # As deployed: collectstatic, then WhiteNoise serves STATIC_ROOT (tests/settings has no
+    # collected files of its own; a fresh Client builds the middleware with these settings).
+    settings.STATIC_ROOT = tmp_path
+    call_command("collectstatic", interactive=False, verbosity=0)
+    client = Client()
+
+    page = client.get(PAGE)
+    script = client.get("/static/guestgate/lobby.js")
+
+    assert script.status_code == 200
+    assert script["Content-Type"].startswith("text/javascript")
+    assert {name: script.get(name) for name in SECURITY_HEADERS} == {
+        name: page[name] for name in SECURITY_HEADERS
+    }
 
 
 def test_a_view_that_sets_its_own_policy_keeps_it() -> None:
