@@ -10,6 +10,7 @@ main's pushes and the printed links follow GUESTGATE_LOCAL_APPSERVICE_PORT toget
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -47,10 +48,15 @@ class Demo:
     main_url: str
 
 
+#: How a script or a CI job starts a command in the background: with Ctrl-C ignored (a
+#: non-interactive shell sets SIGINT to "ignore" for `command &`, and exec keeps that).
+WITH_CTRL_C_IGNORED = ["bash", "-c", 'trap "" INT; exec "$@"', "bash"]
+
+
 class MakeRun:
     """``make run`` in a process group of its own, as a terminal runs it; its output kept."""
 
-    def __init__(self, var_dir: Path) -> None:
+    def __init__(self, var_dir: Path, *, ctrl_c_ignored: bool = False) -> None:
         self.var_dir = var_dir
         env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
         env |= {
@@ -59,7 +65,12 @@ class MakeRun:
             "GUESTGATE_LOCAL_APPSERVICE_PORT": str(WEB_PORT),
         }
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "run"],
+            [
+                *(WITH_CTRL_C_IGNORED if ctrl_c_ignored else []),
+                "make",
+                "--no-print-directory",
+                "run",
+            ],
             cwd=settings.BASE_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -100,14 +111,18 @@ class MakeRun:
 
     def processes_left(self) -> list[str]:
         """Command lines of the processes still running with this run's state folder."""
+        return list(self._left().values())
+
+    def _left(self) -> dict[int, str]:
         marker = f"GUESTGATE_VAR_DIR={self.var_dir}".encode()
-        left = []
+        left = {}
         for proc in Path("/proc").iterdir():
             try:
                 if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
                     state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
                     if state != "Z":
-                        left.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                        command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                        left[int(proc.name)] = command
             except OSError:
                 continue  # ended meanwhile, or not ours to read
         return left
@@ -117,10 +132,21 @@ class MakeRun:
         os.killpg(self.process.pid, signal.SIGINT)
         return self.process.wait(timeout=90)
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """Leave nothing behind, whatever happened to the test (even a Ctrl-C that went
+        unheard): SIGTERM to the group, on which devstack stops what it started; then SIGKILL
+        to the group and to every process of this run still there (devstack's children have
+        process groups of their own)."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        for pid in self._left():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _found(pattern: str, text: str) -> str:
@@ -135,15 +161,31 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[MakeRun]:
+def _make_run(var_dir: Path, *, ctrl_c_ignored: bool = False) -> Iterator[MakeRun]:
     taken = [p for p in (WEB_PORT, PORT_BASE + 81, PORT_BASE + 82) if _listening(p)]
     assert not taken, f"ports {taken} are in use; this test needs them free"
-    run = MakeRun(tmp_path / "var")
+    run = MakeRun(var_dir, ctrl_c_ignored=ctrl_c_ignored)
     yield run
-    if run.process.poll() is None:  # the test failed before Ctrl-C: leave nothing behind
-        run.ctrl_c()
-    run.kill()
+    run.stop()
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[MakeRun]:
+    """``make run`` as a newcomer starts it in a terminal."""
+    yield from _make_run(tmp_path / "var")
+
+
+@pytest.fixture
+def make_run_from_a_script(tmp_path: Path) -> Iterator[MakeRun]:
+    """``make run`` as a script or a CI job starts it: SIGINT inherited as ignored."""
+    yield from _make_run(tmp_path / "var", ctrl_c_ignored=True)
+
+
+def stopped_everything(run: MakeRun) -> None:
+    assert "Stopped everything devstack started." in run.output, run.output
+    still_listening = [p for p in (WEB_PORT, PORT_BASE + 81, PORT_BASE + 82) if _listening(p)]
+    assert not still_listening, f"still listening after Ctrl-C: {still_listening}"
+    assert not run.processes_left(), f"left running: {run.processes_left()}"
 
 
 def test_make_run_shows_a_demo_a_guest_can_be_let_into_then_stops_everything(
@@ -185,7 +227,14 @@ def test_make_run_shows_a_demo_a_guest_can_be_let_into_then_stops_everything(
 
     make_run.ctrl_c()  # make itself then ends "Interrupt", as in a terminal
 
-    assert "Stopped everything devstack started." in make_run.output, make_run.output
-    still_listening = [p for p in (WEB_PORT, PORT_BASE + 81, PORT_BASE + 82) if _listening(p)]
-    assert not still_listening, f"still listening after Ctrl-C: {still_listening}"
-    assert not make_run.processes_left(), f"left running: {make_run.processes_left()}"
+    stopped_everything(make_run)
+
+
+def test_make_run_started_by_a_script_with_ctrl_c_ignored_still_stops_on_ctrl_c(
+    make_run_from_a_script: MakeRun,
+) -> None:
+    make_run_from_a_script.wait_until_running()
+
+    make_run_from_a_script.ctrl_c()
+
+    stopped_everything(make_run_from_a_script)

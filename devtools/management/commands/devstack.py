@@ -32,9 +32,7 @@ class Command(BaseCommand):
         # PUBLIC_URL), so it moves with GUESTGATE_LOCAL_APPSERVICE_PORT, never on its own.
         port = int(pair.appservice_url.rsplit(":", 1)[1])
         _refuse_if_taken(port)
-        # `timeout`, systemd or a closing terminal send SIGTERM: stop cleanly as for Ctrl-C.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
+        _stop_on(_STOP_SIGNALS)
         call_command("migrate", interactive=False, verbosity=0)
         self._say("Starting the local homeserver pair…")
         _, started_pair = ensure_up(pair)
@@ -51,6 +49,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self._say("\nStopping…")
         finally:
+            # Stopping is bounded (processes.stop and down kill what does not end in time): a
+            # second Ctrl-C must not cut it short and leave the rest running.
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             processes.stop(*children.values())
             if started_pair:
                 down(pair)
@@ -82,6 +84,19 @@ class Command(BaseCommand):
                 if child.poll() is not None:
                     raise CommandError(f"the {name} exited with status {child.returncode}")
             time.sleep(0.5)
+
+
+#: Ctrl-C; `timeout`, systemd or a closing terminal (SIGTERM, SIGHUP): all stop cleanly.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on(signums: tuple[signal.Signals, ...]) -> None:
+    """Have ``signums`` raise KeyboardInterrupt, whatever this process inherited: started from
+    a script or CI, SIGINT comes ignored (Python then leaves it so) or blocked. Set before any
+    child starts, so that the children get the default dispositions and an empty mask too."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
+    for signum in signums:
+        signal.signal(signum, _raise_keyboard_interrupt)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
