@@ -33,7 +33,7 @@ from accounts.services import (
 )
 from guestgate import homeservers
 from guestgate.crypto import token_hash
-from guestgate.retrying import run_retrying
+from guestgate.retrying import run_retrying, task_send
 from matrix import MatrixClient
 
 logger = logging.getLogger(__name__)
@@ -132,8 +132,8 @@ def _close_spares_gone_from_the_server(appservice: MatrixClient) -> None:
 
 def _refill_soon() -> None:
     if cache.add(REFILL_QUEUED, 1, timeout=REFILL_QUEUED_SECONDS):
-        refill_spare_accounts.apply_async(
-            kwargs={"check_ready": False}, countdown=REFILL_DELAY_SECONDS
+        task_send(
+            refill_spare_accounts, kwargs={"check_ready": False}, countdown=REFILL_DELAY_SECONDS
         )
 
 

@@ -40,6 +40,15 @@ app.conf.update(
             "schedule": 3600.0,
         },
         "purge-records": {"task": "rooms.expiry.purge_records", "schedule": 3600.0},
+        # A safety net: each push queues its own run (rooms/membership.py).
+        "apply-pushed-events": {
+            "task": "rooms.membership.apply_pushed_events",
+            "schedule": 60.0,
+        },
+        "reconcile-memberships": {
+            "task": "rooms.membership.reconcile_memberships",
+            "schedule": 60.0,
+        },
     },
 )
 # Each task lives beside the step it runs (no module looks a task up by name).
@@ -48,6 +57,7 @@ app.conf.imports = (
     "accounts.spares",
     "rooms.expiry",
     "rooms.joining",
+    "rooms.membership",
     "rooms.moderation",
     "rooms.provisioning",
 )

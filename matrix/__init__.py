@@ -4,7 +4,13 @@ Plain Python (no Django): clients are built from settings elsewhere.
 """
 
 from .admin import ListedUser, list_users, register_with_shared_secret, registration_mac
-from .appservice import RoomEvent, bearer_token, parse_transaction, tokens_match
+from .appservice import (
+    InvalidParameter,
+    RoomEvent,
+    bearer_token,
+    parse_transaction,
+    tokens_match,
+)
 from .client import MatrixClient
 from .errors import (
     BadRequest,
@@ -27,6 +33,7 @@ __all__ = [
     "ExclusiveNamespace",
     "Forbidden",
     "HomeserverUnavailable",
+    "InvalidParameter",
     "InvalidUsername",
     "ListedUser",
     "MatrixClient",

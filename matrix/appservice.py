@@ -56,6 +56,17 @@ class RoomEvent:
         return reason if isinstance(reason, str) else None
 
 
+class InvalidParameter(ValueError):
+    """A value of the right type that no homeserver sends (an id longer than the spec allows,
+    a timestamp out of range): ``M_INVALID_PARAM``."""
+
+
+#: Identifiers are at most 255 bytes (spec, "Identifier grammar").
+MAX_ID_LENGTH = 255
+#: Milliseconds since 1970 that fit a signed 64-bit integer.
+MAX_TIMESTAMP = 2**63 - 1
+
+
 def parse_transaction(body: object) -> list[RoomEvent]:
     """The room events of a transaction body ``{"events": [...]}``.
 
@@ -63,6 +74,7 @@ def parse_transaction(body: object) -> list[RoomEvent]:
         ValueError: The body is not a transaction, or an event lacks its ``event_id``,
             ``room_id`` or ``type``. Events that have those but an unexpected shape otherwise
             (no sender, content that is not an object) are skipped.
+        InvalidParameter: An identifier or a timestamp no homeserver would send.
     """
     if not isinstance(body, Mapping):
         raise ValueError("transaction body is not a JSON object")
@@ -76,7 +88,8 @@ def parse_transaction(body: object) -> list[RoomEvent]:
         for key in ("event_id", "room_id", "type"):
             if not isinstance(raw.get(key), str) or not raw[key]:
                 raise ValueError(f"event {index} has no '{key}'")
-        event = _room_event(raw)
+        _refuse_out_of_range(index, raw)
+        event = room_event(raw)
         if event is None:
             logger.warning("skipping event %s of unexpected shape", raw["event_id"])
             continue
@@ -84,7 +97,18 @@ def parse_transaction(body: object) -> list[RoomEvent]:
     return parsed
 
 
-def _room_event(raw: Mapping[str, Any]) -> RoomEvent | None:
+def _refuse_out_of_range(index: int, raw: Mapping[str, Any]) -> None:
+    for key in ("event_id", "room_id", "sender", "state_key"):
+        value = raw.get(key)
+        if isinstance(value, str) and len(value.encode()) > MAX_ID_LENGTH:
+            raise InvalidParameter(f"event {index}: '{key}' is longer than {MAX_ID_LENGTH} bytes")
+    timestamp = raw.get("origin_server_ts")
+    if isinstance(timestamp, int) and not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise InvalidParameter(f"event {index}: 'origin_server_ts' is out of range")
+
+
+def room_event(raw: Mapping[str, Any]) -> RoomEvent | None:
+    """A client-format event as a RoomEvent; None when its shape is unexpected."""
     sender = raw.get("sender")
     content = raw.get("content", {})
     state_key = raw.get("state_key")

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 
+from .appservice import RoomEvent, room_event
 from .errors import (
     Forbidden,
     HomeserverUnavailable,
@@ -522,6 +523,25 @@ class MatrixClient:
                 continue
             members.append(member)
         return members
+
+    def member_events(self, room_id: str) -> list[RoomEvent]:
+        """The room's current ``m.room.member`` state events, whole (ids and timestamps), to
+        compare with what the homeserver pushed.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmembers
+        """
+        path = client_path("rooms", room_id, "members")
+        chunk = self._request("GET", path).get("chunk")
+        if not isinstance(chunk, list):
+            raise HomeserverUnavailable(
+                "the homeserver's member list has no 'chunk'", endpoint=f"GET {path}"
+            )
+        events = [
+            room_event({"room_id": room_id, **raw})
+            for raw in chunk
+            if isinstance(raw, dict) and isinstance(raw.get("event_id"), str)
+        ]
+        return [event for event in events if event is not None and event.membership]
 
     # -- Room state ----------------------------------------------------------------------------
 

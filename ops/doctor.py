@@ -417,6 +417,19 @@ def _bad_status_hint(message: str) -> str:
     return "See GuestGate's log for the request from main."
 
 
+def check_pushes_applied() -> Outcome:
+    """What main pushed was applied, and nothing main did went missing (``/healthz``'s check:
+    the minute's reconciliation compares each call room's members on main with the pushes)."""
+    check = health.check_appservice_pushes()
+    if check.ok:
+        return passed(check.detail)
+    return failed(
+        check.detail,
+        "Main retries a transaction GuestGate refused and holds back every later one: look for "
+        "4xx answers to /_matrix/app/v1/transactions in main's log and GuestGate's.",
+    )
+
+
 def check_federation_guest_to_main() -> Outcome:
     """The guest homeserver asks main for the bot's profile over federation (a knock's way)."""
     target = make_user_id(settings.MAIN_BOT_LOCALPART, settings.MAIN_HS_SERVER_NAME)
@@ -508,6 +521,7 @@ CHECKS: tuple[Check, ...] = (
     Check("guest admin API", check_guest_admin, ("guest homeserver",)),
     Check("main bot", check_main_bot, ("main homeserver",)),
     Check("main → GuestGate", check_main_pushes, ("main bot",)),
+    Check("pushes applied", check_pushes_applied, ("migrations",)),
     Check(
         "federation guest → main",
         check_federation_guest_to_main,

@@ -19,12 +19,13 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from guestgate.celery import app
 from matrix import MatrixClient, MatrixError
-from rooms.models import AppserviceTransaction
+from rooms.membership import pushed_events_failed
+from rooms.models import AppserviceTransaction, CallRoom
 
 BROKER_TIMEOUT_SECONDS = 2
 HOMESERVER_TIMEOUT_SECONDS = 3.0
@@ -185,6 +186,10 @@ def check_homeserver(base_url: str) -> Check:
     return Check(True, f"answers (Matrix {newest or 'no version'})", {"ms": _ms_since(started)})
 
 
+#: How long /healthz reports membership changes main never pushed (found by reconciliation).
+PUSH_GAP_REPORT_SECONDS = 900
+
+
 def check_appservice_pushes() -> Check:
     """The main homeserver pushes to our appservice endpoint; a long silence may mean its
     registration points elsewhere or it cannot reach us."""
@@ -192,8 +197,27 @@ def check_appservice_pushes() -> Check:
     stale_after = settings.HEALTH_PUSH_STALE_SECONDS
     try:
         last = AppserviceTransaction.objects.aggregate(last=Max("received_at"))["last"]
+        not_applied = pushed_events_failed()
     except Exception as exc:
         return Check(False, f"cannot read: {type(exc).__name__}")
+    if not_applied:
+        return Check(
+            False,
+            f"{not_applied} pushed membership event(s) could not be applied: see the "
+            "worker's log and the apply_error of rooms.MembershipEvent",
+            {"events_not_applied": not_applied},
+        )
+    gap = CallRoom.objects.filter(
+        push_gap_at__gte=timezone.now() - timedelta(seconds=PUSH_GAP_REPORT_SECONDS)
+    ).aggregate(rooms=Count("pk"), events=Sum("push_gap_events"), late=Max("push_gap_seconds"))
+    if gap["rooms"]:
+        return Check(
+            False,
+            f"main's pushes were late or lost: in {gap['rooms']} room(s), {gap['events']} "
+            f"membership change(s) were taken from main's state, up to {_duration(gap['late'])} "
+            "late. Is main queueing transactions behind one GuestGate refused (its log says)?",
+            {"push_gap_events": gap["events"], "push_gap_seconds": gap["late"]},
+        )
     if last is None:
         return Check(True, "no push received yet", {"seconds_since_last": None})
     age = max(0, int((timezone.now() - last).total_seconds()))

@@ -32,7 +32,15 @@ from accounts.models import GuestAccount
 from guestgate.celery import app
 from ops import stepstats
 from ops.health import broker_probe
-from rooms.models import AppserviceTransaction, AuditEntry, InviteLink, JoinRequest
+from rooms.membership import MAX_APPLY_ATTEMPTS
+from rooms.models import (
+    AppserviceTransaction,
+    AuditEntry,
+    CallRoom,
+    InviteLink,
+    JoinRequest,
+    MembershipEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +145,24 @@ def _database_metrics() -> Iterator[Metric]:
         "guestgate_appservice_events",
         "Events in those transactions.",
         value=pushes["events"] or 0,
+    )
+    waiting = MembershipEvent.objects.filter(applied_at__isnull=True)
+    yield _by_label(
+        "guestgate_pushed_events_not_applied",
+        "Membership events main pushed that are not applied: waiting (to be applied or tried "
+        "again) or failed (given up after repeated errors: see the worker's log).",
+        "state",
+        ["waiting", "failed"],
+        [
+            ("waiting", waiting.filter(apply_attempts__lt=MAX_APPLY_ATTEMPTS).count()),
+            ("failed", waiting.filter(apply_attempts__gte=MAX_APPLY_ATTEMPTS).count()),
+        ],
+    )
+    yield GaugeMetricFamily(
+        "guestgate_push_gap_events",
+        "Membership changes main never pushed, taken from its state by reconciliation (per "
+        "room, the last time it found any).",
+        value=CallRoom.objects.aggregate(n=Sum("push_gap_events"))["n"] or 0,
     )
     if pushes["last"] is not None:
         yield GaugeMetricFamily(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import transaction
 
 from accounts.services import guest_account_log_in_again
 from guestgate import homeservers
+from guestgate.retrying import send_after_commit
 from rooms.guest_steps import guest_step_run
 from rooms.models import JoinRequest
 from rooms.transitions import join_request_joined, join_request_joining
@@ -41,7 +41,7 @@ def join_after_commit(join_request: JoinRequest) -> None:
     by themselves)."""
     if join_request.guest_id is not None:
         pk = join_request.pk
-        transaction.on_commit(lambda: join_guest.delay(pk))
+        send_after_commit(join_guest, pk)
 
 
 @shared_task(bind=True, max_retries=8)

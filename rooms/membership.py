@@ -3,6 +3,12 @@
 Main's room state is the truth about a knock (DESIGN.md): GuestGate follows the room's
 membership events, whoever made them (GuestGate's bot for a moderator, or anyone in a Matrix
 client), and keeps each call room's name and power levels current.
+
+A push is stored first and answered at once; its membership events are then applied by a task,
+each exactly once (by event id: transaction ids repeat after a restart of main on SQLite), in
+the order received, retried on failure. Each event is claimed and applied in one transaction,
+in order, so a second applier running at the same time waits for the first and never applies a
+room's events out of order.
 """
 
 from __future__ import annotations
@@ -10,10 +16,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
+from celery import Task, shared_task
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
+from accounts.models import GuestAccount
+from accounts.services import LIVE
 from guestgate import homeservers
+from guestgate.retrying import run_retrying, send_after_commit
+from matrix import MatrixError
 from matrix.appservice import RoomEvent
 from rooms.joining import join_after_commit
 from rooms.models import AppserviceTransaction, AuditEntry, CallRoom, JoinRequest, MembershipEvent
@@ -37,29 +51,154 @@ _MAX_TEXT = 1000  # a reason or display name longer than this is cut, not refuse
 _ROOM_STATE = ("m.room.power_levels", "m.room.name")
 
 
-def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) -> bool:
-    """Record a pushed transaction and its membership events, once.
+def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) -> None:
+    """Record a pushed transaction and its membership events; a task applies them.
 
-    Returns False, recording nothing, when ``txn_id`` was received before (a homeserver retry).
-    Only inserts happen here, so the homeserver gets its answer fast.
+    Safe to repeat: an event already stored (a retried or replayed transaction) is not stored
+    or applied again. Only inserts happen here, so the homeserver gets its answer fast.
     """
     members = [_membership_row(event) for event in events if event.membership is not None]
     room_state = [event for event in events if event.type in _ROOM_STATE and event.state_key == ""]
-    try:
-        with transaction.atomic():
-            AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
-            # The same event can arrive in two transactions (e.g. after a homeserver restart).
-            MembershipEvent.objects.bulk_create(members, ignore_conflicts=True)
-            for event in room_state:
-                _apply_room_state(event)
-            transaction.on_commit(lambda: join_requests_follow_membership(members))
-    except IntegrityError:
-        logger.info("appservice transaction %s already received; ignored", txn_id)
-        return False
+    with transaction.atomic():
+        AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
+        MembershipEvent.objects.bulk_create(members, ignore_conflicts=True)
+        for event in room_state:
+            _apply_room_state(event)
+        if members:
+            transaction.on_commit(_apply_soon)
     logger.info(
         "appservice transaction %s: %d events, %d membership", txn_id, len(events), len(members)
     )
-    return True
+
+
+#: Attempts at applying one event before it is left for an operator to see.
+MAX_APPLY_ATTEMPTS = 5
+
+
+def pushed_events_apply(*, limit: int = 1000) -> int:
+    """Apply the stored membership events not applied yet, in the order received; how many
+    were applied. An event that fails is retried by later runs; the room's later events wait
+    for it until it is applied or has failed MAX_APPLY_ATTEMPTS times."""
+    pending = (
+        MembershipEvent.objects.filter(
+            applied_at__isnull=True, apply_attempts__lt=MAX_APPLY_ATTEMPTS
+        )
+        .order_by("pk")
+        .values_list("pk", "room_id")[:limit]
+    )
+    applied = 0
+    held_back: set[str] = set()  # rooms with an event that failed in this run
+    for pk, room_id in list(pending):
+        if room_id in held_back:
+            continue
+        try:
+            applied += _apply_one(pk)
+        except Exception as error:  # any failure: recorded on the event, retried later
+            logger.exception("pushed event %s could not be applied", pk)
+            MembershipEvent.objects.filter(pk=pk).update(
+                apply_attempts=F("apply_attempts") + 1, apply_error=repr(error)[:_MAX_TEXT]
+            )
+            held_back.add(room_id)
+    return applied
+
+
+def pushed_events_failed() -> int:
+    """Membership events GuestGate gave up applying (for /healthz and /metrics)."""
+    return MembershipEvent.objects.filter(
+        applied_at__isnull=True, apply_attempts__gte=MAX_APPLY_ATTEMPTS
+    ).count()
+
+
+def _apply_one(pk: int) -> int:
+    with transaction.atomic():
+        # The claim and the application commit together: an applier that comes second waits
+        # here for the first, then finds the event applied.
+        if not MembershipEvent.objects.filter(pk=pk, applied_at__isnull=True).update(
+            applied_at=timezone.now()
+        ):
+            return 0
+        join_requests_follow_membership([MembershipEvent.objects.get(pk=pk)])
+    return 1
+
+
+#: A membership change on main this much older than now that never reached GuestGate was lost.
+PUSH_GRACE_SECONDS = 60
+
+
+def call_room_memberships_reconcile(call_room: CallRoom, *, now: datetime | None = None) -> int:
+    """Compare main's member state of the room (the truth) with what main pushed; store the
+    changes that never arrived, as if pushed, for the applier, and record the gap on the room.
+    How many were missing. Changes from before GuestGate knew the room are not expected."""
+    now = now or timezone.now()
+    with homeservers.main_bot() as bot:
+        events = bot.member_events(call_room.room_id)
+    known = set(
+        MembershipEvent.objects.filter(event_id__in=[e.event_id for e in events]).values_list(
+            "event_id", flat=True
+        )
+    )
+    since_ms = call_room.created_at.timestamp() * 1000
+    until_ms = (now.timestamp() - PUSH_GRACE_SECONDS) * 1000
+    missing = sorted(
+        (
+            event
+            for event in events
+            if event.event_id not in known
+            and event.origin_server_ts is not None
+            and since_ms < event.origin_server_ts < until_ms
+        ),
+        key=lambda event: event.origin_server_ts or 0,
+    )
+    if not missing:
+        return 0
+    oldest_ms = missing[0].origin_server_ts or 0
+    with transaction.atomic():
+        MembershipEvent.objects.bulk_create(
+            [_membership_row(e) for e in missing], ignore_conflicts=True
+        )
+        CallRoom.objects.filter(pk=call_room.pk).update(
+            push_gap_at=now,
+            push_gap_events=len(missing),
+            push_gap_seconds=int(now.timestamp() - oldest_ms / 1000),
+        )
+        transaction.on_commit(_apply_soon)
+    logger.warning(
+        "room %s: %d membership change(s) main never pushed, taken from its state",
+        call_room.room_id,
+        len(missing),
+    )
+    return len(missing)
+
+
+@shared_task
+def reconcile_memberships() -> int:
+    """Every minute: each ready call room's members on main against what main pushed."""
+    missing = 0
+    for call_room in CallRoom.objects.filter(status=CallRoom.Status.READY):
+        try:
+            missing += call_room_memberships_reconcile(call_room)
+        except MatrixError as error:  # main away: the next minute's run looks again
+            logger.warning("room %s: members not compared: %s", call_room.room_id, error)
+    return missing
+
+
+def _apply_soon() -> None:
+    try:
+        apply_pushed_events.delay()
+    except Exception:  # the broker is down: the minute's run applies them
+        logger.exception("could not queue the application of pushed events")
+
+
+@shared_task(bind=True, max_retries=None)
+def apply_pushed_events(self: Task) -> None:
+    """After each push, and every minute: apply what main pushed. Events that failed are
+    tried again a little later (up to MAX_APPLY_ATTEMPTS)."""
+    pushed_events_apply()
+    retrying = MembershipEvent.objects.filter(
+        applied_at__isnull=True, apply_attempts__gt=0, apply_attempts__lt=MAX_APPLY_ATTEMPTS
+    ).exists()
+    if retrying and self.request.retries < MAX_APPLY_ATTEMPTS:
+        raise self.retry(countdown=2.0**self.request.retries)
 
 
 def _apply_room_state(event: RoomEvent) -> None:
@@ -98,6 +237,7 @@ def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
     moderators see every knock.
     """
     for event in events:
+        _keep_guest_name(event)
         join_request = (
             JoinRequest.objects.select_related("room")
             .filter(room__room_id=event.room_id, user_id=event.user_id, status__in=JoinRequest.OPEN)
@@ -110,6 +250,39 @@ def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
             continue
         if not _older_than(event, join_request):
             _follow(join_request, event)
+
+
+def _keep_guest_name(event: MembershipEvent) -> None:
+    """A guest holds their own access token (the lobby hands it over) and could rename
+    themselves, dropping the guest suffix or copying a moderator's name; main shows every
+    member the new name. GuestGate puts the name it gave them back."""
+    if event.membership != "join" or event.sender != event.user_id:
+        return
+    account = GuestAccount.objects.filter(user_id=event.user_id, status__in=LIVE).first()
+    if account is not None and event.displayname != account.display_name:
+        logger.warning("guest %s renamed themselves in %s; restoring", event.user_id, event.room_id)
+        send_after_commit(restore_guest_name, account.pk, event.room_id)
+
+
+def guest_name_restore(account: GuestAccount, room_id: str) -> None:
+    """Set the guest's name back, on their profile and in the room (idempotent)."""
+    with homeservers.guest_appservice() as appservice:
+        guest = appservice.as_user(account.user_id)
+        guest.set_displayname(account.user_id, account.display_name)
+        member = {"membership": "join", "displayname": account.display_name}
+        guest.set_state(room_id, "m.room.member", member, state_key=account.user_id)
+
+
+@shared_task(bind=True, max_retries=8)
+def restore_guest_name(self: Task, account_id: int, room_id: str) -> None:
+    account = GuestAccount.objects.filter(pk=account_id, status__in=LIVE).first()
+    if account is None:
+        return
+    run_retrying(
+        self,
+        lambda: guest_name_restore(account, room_id),
+        on_give_up=lambda error: logger.error("guest %s keeps a name not theirs", account),
+    )
 
 
 def _knock_without_request(knock: MembershipEvent) -> None:

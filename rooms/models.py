@@ -7,13 +7,15 @@ from matrix.types import PowerLevels
 
 
 class AppserviceTransaction(models.Model):
-    """A transaction the main homeserver pushed to GuestGate's appservice endpoint.
+    """A transaction the main homeserver pushed to GuestGate's appservice endpoint: a log of
+    pushes (when main last pushed, how much).
 
-    The unique ``txn_id`` makes delivery exactly-once on our side: the homeserver retries a
-    transaction until it gets a 200, and a retry must change nothing.
+    Not unique: a main homeserver on SQLite starts its transaction ids again at 1 after a
+    restart, so an id seen before may carry new events. What must happen once is deduplicated
+    by event id (``MembershipEvent``).
     """
 
-    txn_id = models.CharField(max_length=255, unique=True)
+    txn_id = models.CharField(max_length=255)
     event_count = models.PositiveIntegerField()
     received_at = models.DateTimeField(auto_now_add=True)
 
@@ -38,9 +40,21 @@ class MembershipEvent(models.Model):
     displayname = models.CharField(max_length=255, blank=True)
     origin_server_ts = models.BigIntegerField(null=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Applied (rooms.membership) once, in the order received; a failure is retried a few times,
+    # then left unapplied with its error for an operator (/healthz, /metrics, doctor).
+    applied_at = models.DateTimeField(null=True, blank=True)
+    apply_attempts = models.PositiveSmallIntegerField(default=0)
+    apply_error = models.TextField(blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["room_id", "user_id", "-origin_server_ts"])]
+        indexes = [
+            models.Index(fields=["room_id", "user_id", "-origin_server_ts"]),
+            models.Index(
+                fields=["id"],
+                condition=models.Q(applied_at__isnull=True),
+                name="membership_event_unapplied",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.membership} in {self.room_id}"
@@ -73,6 +87,11 @@ class CallRoom(models.Model):
     registered_by = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField()
+    # The last time main's member state showed changes main never pushed (rooms.membership):
+    # how many were taken from main's state, and how late the oldest was.
+    push_gap_at = models.DateTimeField(null=True, blank=True)
+    push_gap_events = models.PositiveIntegerField(default=0)
+    push_gap_seconds = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.name or self.room_id

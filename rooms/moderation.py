@@ -10,7 +10,6 @@ first, for the moderator who claimed it). A homeserver failure releases the clai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from celery import Task, shared_task
 from django.db import transaction
@@ -18,7 +17,7 @@ from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from guestgate.retrying import run_retrying
+from guestgate.retrying import run_retrying, send_after_commit
 from matrix import MatrixError
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.joining import join_after_commit, join_request_join
@@ -128,7 +127,7 @@ def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllRe
             ):
                 claimed.append(pk)
         for pk in claimed:
-            transaction.on_commit(partial(approve_claimed.delay, pk, moderator))
+            send_after_commit(approve_claimed, pk, moderator)
     return ApproveAllResult(approved=len(claimed), skipped=len(waiting) - len(claimed))
 
 

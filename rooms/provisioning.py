@@ -29,14 +29,14 @@ from accounts.spares import spare_account_take, spare_accounts_refill_after_comm
 from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
-from guestgate.retrying import run_retrying
+from guestgate.retrying import run_retrying, send_after_commit
 from matrix import Forbidden, MatrixClient, MatrixError
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.invite_links import invite_link_redeem
 from rooms.joining import join_after_commit, join_guest, via
 from rooms.messages import BANNED_BEFORE
 from rooms.models import InviteLink, JoinRequest
-from rooms.moderation import join_request_approve
+from rooms.moderation import approve_claimed, join_request_approve
 from rooms.transitions import (
     By,
     join_request_banned,
@@ -224,12 +224,12 @@ def join_request_retry(join_request: JoinRequest) -> bool:
 
 def _provision_after_commit(join_request: JoinRequest) -> None:
     pk = join_request.pk
-    transaction.on_commit(lambda: provision_join_request.delay(pk))
+    send_after_commit(provision_join_request, pk)
 
 
 def withdraw_knock_after_commit(join_request: JoinRequest) -> None:
     pk = join_request.pk
-    transaction.on_commit(lambda: withdraw_knock.delay(pk))
+    send_after_commit(withdraw_knock, pk)
 
 
 @shared_task(bind=True, max_retries=8)
@@ -262,4 +262,11 @@ def requeue_stuck_join_requests() -> int:
         provision_join_request.delay(pk)
     for pk in joining:
         join_guest.delay(pk)
-    return len(provisioning) + len(joining)
+    # Claimed by a moderator (or "let everyone in") but never invited: the web request or the
+    # message that was to invite them was lost.
+    claimed = list(
+        stuck.filter(status=Status.WAITING).exclude(decided_by="").values_list("pk", "decided_by")
+    )
+    for pk, moderator in claimed:
+        approve_claimed.delay(pk, moderator)
+    return len(provisioning) + len(joining) + len(claimed)

@@ -46,20 +46,34 @@ def test_a_knock_pushed_with_the_right_token_is_recorded(client: Client) -> None
     assert event.displayname == "Alice (Guest)"
 
 
-def test_a_repeated_transaction_is_answered_and_changes_nothing(client: Client) -> None:
+def test_a_retried_transaction_is_answered_and_records_its_events_once(client: Client) -> None:
     push(client, "t1", {"events": [knock_event()]}, settings.MAIN_HS_TOKEN)
 
-    again = push(
+    again = push(client, "t1", {"events": [knock_event()]}, settings.MAIN_HS_TOKEN)
+
+    assert again.status_code == 200
+    assert again.json() == {}
+    assert list(MembershipEvent.objects.values_list("event_id", flat=True)) == ["$knock1"]
+
+
+def test_a_transaction_id_used_again_after_main_restarted_brings_its_new_events(
+    client: Client,
+) -> None:
+    # A main homeserver on SQLite numbers its transactions from 1 again after a restart.
+    push(client, "1", {"events": [knock_event()]}, settings.MAIN_HS_TOKEN)
+
+    after_restart = push(
         client,
-        "t1",
+        "1",
         {"events": [knock_event("$other", "@guest_b:guest.test")]},
         settings.MAIN_HS_TOKEN,
     )
 
-    assert again.status_code == 200
-    assert again.json() == {}
-    assert AppserviceTransaction.objects.count() == 1
-    assert list(MembershipEvent.objects.values_list("event_id", flat=True)) == ["$knock1"]
+    assert after_restart.status_code == 200
+    assert sorted(MembershipEvent.objects.values_list("event_id", flat=True)) == [
+        "$knock1",
+        "$other",
+    ]
 
 
 def test_the_same_event_in_two_transactions_is_recorded_once(client: Client) -> None:
@@ -112,6 +126,61 @@ def test_a_malformed_body_is_a_clear_400_and_records_nothing(client: Client, bod
     assert response.status_code == 400
     assert response.json()["errcode"] == "M_BAD_JSON"
     assert not AppserviceTransaction.objects.exists()
+
+
+def message_event(n: int, size: int) -> dict:
+    return {
+        "event_id": f"$message{n}",
+        "room_id": "!AbCdEf123",
+        "type": "m.room.message",
+        "sender": "@mona:main.test",
+        "origin_server_ts": 1_790_000_000_000 + n,
+        "content": {"msgtype": "m.text", "body": "x" * size},
+    }
+
+
+def test_a_transaction_larger_than_djangos_body_limit_is_accepted(client: Client) -> None:
+    # What main sent after GuestGate was away a moment while people chatted: 3 MB.
+    chat = [message_event(n, 30_000) for n in range(100)]
+    body = {"events": [*chat, knock_event()]}
+    assert len(json.dumps(body)) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    response = push(client, "big", body, settings.MAIN_HS_TOKEN)
+
+    assert response.status_code == 200
+    assert list(MembershipEvent.objects.values_list("event_id", flat=True)) == ["$knock1"]
+
+
+def test_deeply_nested_json_is_refused_as_bad_json_and_records_nothing(client: Client) -> None:
+    body = '{"events": [' + "[" * 100_000 + "]" * 100_000 + "]}"
+
+    response = client.put(
+        URL.format("deep"),
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {settings.MAIN_HS_TOKEN}"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errcode"] == "M_BAD_JSON"
+    assert not AppserviceTransaction.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("origin_server_ts", 10**30), ("origin_server_ts", -1), ("event_id", "$" + "e" * 300)],
+)
+def test_values_no_homeserver_sends_are_refused_and_record_nothing(
+    client: Client, field: str, value: object
+) -> None:
+    event = knock_event() | {field: value}
+
+    response = push(client, "odd", {"events": [event]}, settings.MAIN_HS_TOKEN)
+
+    assert response.status_code == 400
+    assert response.json()["errcode"] == "M_INVALID_PARAM"
+    assert not AppserviceTransaction.objects.exists()
+    assert not MembershipEvent.objects.exists()
 
 
 def test_other_event_types_are_acknowledged_but_not_logged_as_membership(client: Client) -> None:

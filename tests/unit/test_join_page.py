@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import GuestAccount
 from rooms.models import CallRoom, InviteLink, JoinRequest
+from rooms.provisioning import provision_join_request
 from tests.unit.conftest import MakeRoom
 
 pytestmark = pytest.mark.django_db
@@ -260,3 +262,21 @@ def test_a_name_too_long_gets_the_same_message_at_any_length(
     assert answer.status_code == 400
     assert "Please keep the name to 64 characters or fewer." in answer.content.decode()
     assert nothing_created()
+
+
+@pytest.mark.django_db(transaction=True)  # commits for real: the task is sent in the view
+def test_a_broker_that_is_down_neither_fails_the_join_nor_makes_it_twice(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(provision_join_request, "apply_async", broker_down)
+
+    first = client.post(f"/j/{token}", {"display_name": "Alice"})
+    again = client.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert first.status_code == 302
+    assert again["Location"] == first["Location"]  # the guest's browser knows its request
+    request = JoinRequest.objects.get()
+    assert request.status == JoinRequest.Status.PROVISIONING  # recorded: re-sent when due
