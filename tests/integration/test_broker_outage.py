@@ -107,8 +107,9 @@ def test_a_redis_restart_under_load_loses_no_task_and_keeps_the_worker(
     with celery_app.connection_for_write(redis_broker.url) as connection:
         for number, task_id in enumerate(task_ids):
             # Requests that no longer exist: each task loads nothing and returns quietly.
-            provision_join_request.apply_async(
-                (10**9 + number,),
+            celery_app.send_task(
+                provision_join_request.name,
+                args=(10**9 + number,),
                 countdown=COUNTDOWN_SECONDS,
                 task_id=task_id,
                 connection=connection,
@@ -136,6 +137,8 @@ def test_a_redis_restart_under_load_loses_no_task_and_keeps_the_worker(
     # …and it still takes new work.
     after = uuid.uuid4().hex
     with celery_app.connection_for_write(redis_broker.url) as connection:
-        provision_join_request.apply_async((10**9,), task_id=after, connection=connection)
+        celery_app.send_task(
+            provision_join_request.name, args=(10**9,), task_id=after, connection=connection
+        )
     wait_for(lambda: tasks_in_log(log_path, "succeeded", [after]), what="a task sent afterwards")
     assert redis_broker.url != settings.CELERY_BROKER_URL  # not the suite's own broker
