@@ -57,6 +57,8 @@ def accounts_claim_due(*, now: datetime | None = None, limit: int | None = None)
         expiring_since=now,
         expiry_started_at=None,
         expiry_claim=claim,
+        expiry_holder="",
+        expiry_lease_until=None,
     )
     claimed = GuestAccount.objects.filter(expiry_claim=claim, status=Status.EXPIRING)
     return list(_batches(claimed.order_by("pk").values_list("pk", flat=True).iterator()))
@@ -67,22 +69,70 @@ def accounts_claim_due(*, now: datetime | None = None, limit: int | None = None)
 UNSTARTED_CLAIM_SECONDS = 3600
 
 
+def expiry_lease() -> timedelta:
+    """How long a running batch holds its accounts after its last step began: longer than one
+    account's step can take (each homeserver call with its retries), so that a live batch never
+    loses them; a killed batch's accounts are claimed again this long after its last step."""
+    one_call = settings.MATRIX_TIMEOUT_SECONDS * (settings.MATRIX_RETRIES + 1)
+    return timedelta(seconds=max(15.0, one_call))
+
+
 def _stuck(now: datetime) -> Q:
-    """Claimed accounts to claim again: their batch began but did not finish in
-    EXPIRY_STUCK_AFTER_SECONDS (a worker killed, a homeserver down), or it never began within
-    UNSTARTED_CLAIM_SECONDS. A batch still waiting in the queue behind a large sweep is not
-    stuck: claiming it again would have its accounts expired twice."""
-    started_long_ago = now - timedelta(seconds=settings.EXPIRY_STUCK_AFTER_SECONDS)
+    """Claimed accounts to claim again: the batch holding them stopped renewing its lease (a
+    worker killed), a batch waiting to retry let it run out (EXPIRY_STUCK_AFTER_SECONDS, a
+    homeserver down), or their batch never began within UNSTARTED_CLAIM_SECONDS. A batch still
+    waiting in the queue behind a large sweep is not stuck: claiming it again would have its
+    accounts expired twice."""
     claimed_long_ago = now - timedelta(seconds=UNSTARTED_CLAIM_SECONDS)
-    return Q(expiry_started_at__lt=started_long_ago) | Q(
+    return Q(expiry_lease_until__lt=now) | Q(
         expiry_started_at__isnull=True, expiring_since__lt=claimed_long_ago
     )
 
 
-def accounts_expiry_started(account_ids: list[int], *, now: datetime | None = None) -> None:
-    """A batch begins (or begins again after a retry): its accounts are not stuck for now."""
+def accounts_expiry_started(
+    account_ids: list[int], *, holder: str, now: datetime | None = None
+) -> list[int]:
+    """A batch begins (or begins again after a retry): it takes those of its accounts that no
+    other live batch holds, for ``expiry_lease()``; the ids it holds. ``holder``: the batch's
+    task id, the same across its retries."""
+    now = now or timezone.now()
+    free = (
+        Q(expiry_holder=holder) | Q(expiry_lease_until__isnull=True) | Q(expiry_lease_until__lt=now)
+    )
     move_guest_accounts(
-        account_ids, from_=[Status.EXPIRING], to=None, expiry_started_at=now or timezone.now()
+        GuestAccount.objects.filter(free, pk__in=account_ids),
+        from_=[Status.EXPIRING],
+        to=None,
+        expiry_started_at=now,
+        expiry_holder=holder,
+        expiry_lease_until=now + expiry_lease(),
+    )
+    return list(
+        GuestAccount.objects.filter(
+            pk__in=account_ids, status=Status.EXPIRING, expiry_holder=holder
+        ).values_list("pk", flat=True)
+    )
+
+
+def account_expiry_step(account: GuestAccount, *, holder: str) -> bool:
+    """Before each account's step: renew the lease of every account ``holder`` still holds
+    (one UPDATE); whether it still holds ``account`` (else another batch took it over after
+    the lease ran out, and this batch must leave it alone)."""
+    now = timezone.now()
+    GuestAccount.objects.filter(expiry_holder=holder, status=Status.EXPIRING).update(
+        expiry_lease_until=now + expiry_lease()
+    )
+    return GuestAccount.objects.filter(
+        pk=account.pk, expiry_holder=holder, status=Status.EXPIRING
+    ).exists()
+
+
+def accounts_expiry_waiting(holder: str, *, now: datetime | None = None) -> None:
+    """The batch waits to retry (a homeserver down): it keeps its accounts for
+    EXPIRY_STUCK_AFTER_SECONDS, so that the sweeps do not hand them to ever more batches."""
+    now = now or timezone.now()
+    GuestAccount.objects.filter(expiry_holder=holder, status=Status.EXPIRING).update(
+        expiry_lease_until=now + timedelta(seconds=settings.EXPIRY_STUCK_AFTER_SECONDS)
     )
 
 

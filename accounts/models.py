@@ -95,6 +95,10 @@ class GuestAccount(models.Model):
     expiring_since = models.DateTimeField(null=True, blank=True)  # claimed by a sweep
     expiry_started_at = models.DateTimeField(null=True, blank=True)  # its batch began
     expiry_claim = models.CharField(max_length=32, blank=True, db_index=True)
+    # The batch expiring it now (its task id) holds it until then, renewed at every step: a
+    # killed batch lets its accounts go soon (accounts/expiry.py).
+    expiry_holder = models.CharField(max_length=64, blank=True)
+    expiry_lease_until = models.DateTimeField(null=True, blank=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     expiry_reason = models.CharField(max_length=32, blank=True)

@@ -5,12 +5,16 @@ Homeserver URLs and tokens come from settings only, never from user input (STYLE
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from matrix import MatrixClient
+from matrix import MatrixClient, MatrixError
+from matrix.admin import reset_federation_connection
+
+logger = logging.getLogger(__name__)
 
 
 def guest_appservice() -> MatrixClient:
@@ -52,8 +56,9 @@ def guest_user_id(localpart: str) -> str:
 
 
 def guest_admin_token() -> str:
-    """A Synapse admin token on the guest homeserver, for reconciliation only: from
-    GUEST_ADMIN_TOKEN, or the file GUEST_ADMIN_TOKEN_FILE names, read now (the local pair's)."""
+    """A Synapse admin token on the guest homeserver, for reconciliation and for resetting its
+    backoff from main: from GUEST_ADMIN_TOKEN, or the file GUEST_ADMIN_TOKEN_FILE names, read
+    now (the local pair's)."""
     if settings.GUEST_ADMIN_TOKEN:
         return str(settings.GUEST_ADMIN_TOKEN)
     if settings.GUEST_ADMIN_TOKEN_FILE:
@@ -66,3 +71,40 @@ def guest_admin_token() -> str:
     raise ImproperlyConfigured(
         "Reconciliation lists accounts with Synapse's admin API: set GUEST_ADMIN_TOKEN."
     )
+
+
+def main_answers() -> bool:
+    """Whether the main homeserver answers GuestGate now (its unauthenticated ``/versions``)."""
+    try:
+        with main_user() as client:
+            client.versions()
+    except MatrixError:
+        return False
+    return True
+
+
+def guest_server_retry_main_now() -> bool:
+    """Have the guest homeserver try main again at once, instead of waiting out the backoff
+    it keeps after failing to reach main (Synapse's admin API; needs GUEST_ADMIN_TOKEN).
+    False if there was nothing to reset, or it could not be done (logged)."""
+    try:
+        token = guest_admin_token()
+    except ImproperlyConfigured:
+        logger.warning(
+            "the guest homeserver may be backing off from main; set GUEST_ADMIN_TOKEN to let "
+            "GuestGate reset that when main answers again"
+        )
+        return False
+    try:
+        reset = reset_federation_connection(
+            settings.GUEST_HS_URL,
+            access_token=token,
+            destination=settings.MAIN_HS_SERVER_NAME,
+            timeout=settings.MATRIX_TIMEOUT_SECONDS,
+        )
+    except MatrixError as error:
+        logger.warning("could not reset the guest homeserver's backoff from main: %s", error)
+        return False
+    if reset:
+        logger.info("main answers again: the guest homeserver's backoff from it was reset")
+    return reset

@@ -192,8 +192,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Redis: a task not acknowledged within an hour goes back to the queue.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Redis: a task not acknowledged within an hour goes back to the queue. That includes the
+    # tasks a worker held when Redis restarted (their copy in Redis, kept by its append-only
+    # file, waits that long): lower it to have them sooner, but keep it above the longest
+    # countdown of a retry and the longest task, or they run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("GUESTGATE_BROKER_VISIBILITY_TIMEOUT", 3600),
+        # Look for such tasks every sweep (about 10 s; kombu's default: every 10th), one cheap
+        # sorted-set range query: they come back soon after their visibility timeout.
+        "unacked_restore_throttle": 1,
+    }
 CELERY_BEAT_SCHEDULE_FILE = VAR_DIR / "celerybeat-schedule"
 
 # --- Homeservers --------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Synapse's admin API: optional for GuestGate, never required.
 
 Guests are provisioned through the appservice API. The demo and the tests use shared-secret
-registration to make moderators; reconciliation lists the guest homeserver's accounts when
-an admin token is configured.
+registration to make moderators; reconciliation lists the guest homeserver's accounts, and
+the recovery from an outage of main resets the guest homeserver's backoff, when an admin
+token is configured.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from .errors import BadRequest, NotFound
 from .http import build_http_client, required_str, send
+from .ids import escape
 from .types import Session
 
 _REGISTER_PATH = "/_synapse/admin/v1/register"
@@ -128,3 +131,33 @@ def list_users(
             if next_token is None:
                 return
             params["from"] = str(next_token)
+
+
+def reset_federation_connection(
+    base_url: str,
+    *,
+    access_token: str,
+    destination: str,
+    timeout: float = 10,
+    transport: httpx.BaseTransport | None = None,
+) -> bool:
+    """Have Synapse try ``destination`` again at once, instead of waiting out its backoff.
+
+    After failing to reach a server, Synapse refuses every request to it until its retry
+    interval has passed (``NotRetryingDestination``); this forgets that interval.
+
+    Docs: https://element-hq.github.io/synapse/latest/usage/administration/admin_api/federation.html#reset-connection-timeout
+
+    Returns:
+        True if the connection was reset; False if Synapse had no backoff to forget (it knows
+        ``destination`` and is not backing off from it, or has never talked to it).
+    """
+    path = f"/_synapse/admin/v1/federation/destinations/{escape(destination)}/reset_connection"
+    with build_http_client(base_url, timeout=timeout, transport=transport) as http:
+        try:
+            send(http, "POST", path, access_token=access_token, json_body={})
+        except (BadRequest, NotFound):
+            # 400 "The retry timing does not need to be reset for a destination", 404 "Unknown
+            # destination": nothing is in the way of a request to it.
+            return False
+    return True

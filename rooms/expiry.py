@@ -10,6 +10,7 @@ is safe to repeat. Hourly, GuestGate's records of people are purged by their pol
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +19,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.expiry import (
+    account_expiry_step,
     accounts_claim_due,
     accounts_expiry_started,
+    accounts_expiry_waiting,
     guest_account_deactivate,
     guest_accounts_purge,
 )
@@ -32,12 +35,15 @@ from rooms.transitions import join_request_expired
 logger = logging.getLogger(__name__)
 
 
-def accounts_expire_batch(account_ids: list[int]) -> None:
+def accounts_expire_batch(account_ids: list[int], *, holder: str | None = None) -> None:
     """Expire a claimed batch, one account after another, over one client and connection to
-    the guest homeserver (not one per account)."""
-    accounts_expiry_started(account_ids)
+    the guest homeserver (not one per account). ``holder``: the batch's task id; it holds each
+    account by a short lease renewed at every step, so that what a killed batch held is soon
+    claimed again, and never expired by two live batches at once."""
+    holder = holder or uuid.uuid4().hex
+    held = accounts_expiry_started(account_ids, holder=holder)
     accounts = GuestAccount.objects.select_related("policy").filter(
-        pk__in=account_ids, status=GuestAccount.Status.EXPIRING
+        pk__in=held, status=GuestAccount.Status.EXPIRING
     )
     # One query for the batch: an account that never asked to join (a spare, a guest whose
     # provisioning failed) has no request to close and no knock to kick.
@@ -46,6 +52,8 @@ def accounts_expire_batch(account_ids: list[int]) -> None:
     )
     with homeservers.guest_appservice() as appservice:
         for account in accounts.iterator():
+            if not account_expiry_step(account, holder=holder):
+                continue  # another batch took it over
             if account.pk in asked:
                 join_requests_expire_for(account)
             guest_account_deactivate(account, appservice)
@@ -112,9 +120,11 @@ def sweep_expired_accounts() -> int:
 def expire_accounts(self: Task, account_ids: list[int]) -> None:
     """Expire a batch, one account after another: one batch at a time per worker thread keeps
     the load on the homeserver bounded. A retry redoes only what is not recorded as done."""
+    holder = self.request.id or uuid.uuid4().hex  # the same across the task's retries
     run_retrying(
         self,
-        lambda: accounts_expire_batch(account_ids),
+        lambda: accounts_expire_batch(account_ids, holder=holder),
+        on_retry=lambda: accounts_expiry_waiting(holder),
         # Given up: the accounts stay claimed; the sweep claims them again later.
         on_give_up=lambda error: logger.error(
             "expiry of %d accounts postponed: %s", len(account_ids), error

@@ -17,6 +17,10 @@ from matrix import MatrixError
 SERVER_UNAVAILABLE = "server_unavailable"
 SERVER_FAILED = "server_failed"
 BANNED_BEFORE = "banned_before"
+MAIN_UNREACHABLE = "main_unreachable"
+
+#: The ``code`` of the error GuestGate gives up with when the call's (main) server is away.
+MAIN_UNREACHABLE_ERROR = "guestgate.main_unreachable"
 
 _GUEST_SENTENCES = {
     SERVER_UNAVAILABLE: gettext_noop(
@@ -25,6 +29,10 @@ _GUEST_SENTENCES = {
     ),
     SERVER_FAILED: gettext_noop("Something went wrong on the server (%(code)s). Please try again."),
     BANNED_BEFORE: gettext_noop("You cannot join this call."),
+    MAIN_UNREACHABLE: gettext_noop(
+        "The call's server cannot be reached at the moment, so you could not ask to join yet. "
+        "“Try again” works as soon as it is back; that may take a few minutes."
+    ),
 }
 
 # A call room's problems: ``{"code": …, "values": {…}}`` each.
@@ -59,6 +67,8 @@ _ROOM_PROBLEMS = {
 
 def failure_code(error: MatrixError) -> str:
     """The guest's message for a step GuestGate gave up on."""
+    if error.code == MAIN_UNREACHABLE_ERROR:
+        return MAIN_UNREACHABLE
     return SERVER_UNAVAILABLE if error.retryable else SERVER_FAILED
 
 

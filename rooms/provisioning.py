@@ -30,11 +30,11 @@ from guestgate import homeservers
 from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying, send_after_commit
-from matrix import Forbidden, MatrixClient, MatrixError
+from matrix import Forbidden, HomeserverUnavailable, MatrixClient, MatrixError
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.invite_links import invite_link_redeem
 from rooms.joining import join_after_commit, join_guest, via
-from rooms.messages import BANNED_BEFORE
+from rooms.messages import BANNED_BEFORE, MAIN_UNREACHABLE_ERROR
 from rooms.models import InviteLink, JoinRequest
 from rooms.moderation import approve_claimed, join_request_approve
 from rooms.transitions import (
@@ -59,6 +59,12 @@ PRE_APPROVED = "a pre-approved invite link"
 class GuestArrival:
     join_request: JoinRequest
     browser_key: str  # kept by the guest's browser so a returning guest gets the same account
+
+
+class MainUnreachable(HomeserverUnavailable):
+    """The guest homeserver could not knock, and the main homeserver does not answer either."""
+
+    code = MAIN_UNREACHABLE_ERROR
 
 
 class RoomFull(GuestGateError):
@@ -175,6 +181,9 @@ def _ensure_knocked(join_request: JoinRequest, appservice: MatrixClient) -> str:
     try:
         appservice.as_user(join_request.user_id).knock(room_id, via=via())
         return "knock"
+    except HomeserverUnavailable as error:
+        _knock_unavailable(error)
+        raise
     except Forbidden:
         # Already knocking, already invited (a retry), or banned: the main server knows.
         with homeservers.main_bot() as bot:
@@ -182,6 +191,23 @@ def _ensure_knocked(join_request: JoinRequest, appservice: MatrixClient) -> str:
         if member is None or member.membership not in ("knock", "invite", "join", "ban"):
             raise
         return member.membership
+
+
+def _knock_unavailable(error: HomeserverUnavailable) -> None:
+    """A knock failed for now: usually the guest homeserver could not reach main (502
+    "Failed to make_knock via any server"). While main is away, say so (the guest's message
+    when GuestGate gives up). Once main answers GuestGate again, the guest homeserver may still
+    refuse to try it for a while (Synapse's federation backoff): reset that, so that the task's
+    next attempt, and the guest's "Try again", reach main at once. Costs two requests, on a
+    failed knock only."""
+    if not homeservers.main_answers():
+        raise MainUnreachable(
+            f"the call's server does not answer ({error.message})",
+            status=error.status,
+            errcode=error.errcode,
+            endpoint=error.endpoint,
+        ) from error
+    homeservers.guest_server_retry_main_now()
 
 
 def join_request_cancel(join_request: JoinRequest) -> bool:

@@ -149,6 +149,24 @@ def homeserver_config(
         # with each round (MATRIX-LAB §3b has the figures).
         "bcrypt_rounds": 4,
         **generous_rate_limits(),
+        **(guest_federation_retry() if server.role == "guest" else {}),
+    }
+
+
+def guest_federation_retry() -> dict[str, Any]:
+    """The guest server's backoff from main after failing to reach it: short and capped.
+
+    Synapse's default (10 minutes, doubling, up to 7 days) kept every new guest out for 10+
+    minutes after a 20-second outage of main. The guest server federates with main only,
+    and a guest is waiting in front of every request to it, so trying again soon costs one
+    request. deploy/synapse/guest/homeserver.yaml has the same values.
+    """
+    return {
+        "federation": {
+            "destination_min_retry_interval": "5s",
+            "destination_retry_multiplier": 2,
+            "destination_max_retry_interval": "1m",
+        }
     }
 
 

@@ -178,14 +178,17 @@ def ensure_up(pair: LocalPair, timeout: float = 60.0) -> tuple[PairStatus, bool]
     return result, bool(result.changed)
 
 
-def down(pair: LocalPair, timeout: float = 60.0) -> PairStatus:
+def down(
+    pair: LocalPair, timeout: float = 60.0, *, roles: tuple[str, ...] = ("guest", "main")
+) -> PairStatus:
     """Stop the homeservers of ``pair`` that we started; never touch any other process.
 
     Sends SIGTERM to the PID in our PID file only while it is our Synapse, waits up to 15 s,
     then SIGKILLs that same PID. ``timeout`` bounds the wait for a concurrent ``up``'s lock.
+    ``roles``: stop only these (an outage of main alone); ``up`` starts them again.
     """
     with _lock(pair, time.monotonic() + timeout):
-        stopped = _stop_pids(pair, list(pair.servers))
+        stopped = _stop_pids(pair, [server for server in pair.servers if server.role in roles])
         return _status(pair, changed=tuple(stopped.items()))
 
 

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from devtools import processes
+from devtools.localpair.config import guest_federation_retry
 from ops.health import CHECK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,6 +147,12 @@ def test_both_synapses_use_the_official_image_and_their_config_folder():
         assert config["rc_federation"]["concurrent"] > 3  # P9
     main = yaml.safe_load((ROOT / "deploy/synapse/main/homeserver.yaml").read_text())
     assert main["rc_invites"]["per_room"]["burst_count"] > 10  # P9
+
+
+def test_the_guest_synapse_backs_off_from_main_briefly_as_the_local_pair_does():
+    guest = yaml.safe_load((ROOT / "deploy/synapse/guest/homeserver.yaml").read_text())
+    # Synapse's default, 10 minutes and doubling, kept guests out long after an outage of main.
+    assert guest["federation"] == guest_federation_retry()["federation"]
 
 
 def test_every_file_the_stack_mounts_is_here():

@@ -32,6 +32,7 @@ from matrix import (
     ids,
     register_with_shared_secret,
 )
+from matrix.admin import reset_federation_connection
 from matrix.client import JOIN_RACE_DELAYS
 from matrix.types import CREATOR_POWER_LEVEL
 
@@ -919,6 +920,69 @@ def test_register_with_shared_secret_proves_the_secret_with_synapses_mac():
         "MODDEVICE",
         "syt_mod",
     )
+
+
+# -- Synapse federation admin: the guest homeserver's backoff from main ------------------------
+
+
+def test_reset_federation_connection_asks_synapse_to_forget_its_backoff():
+    homeserver = FakeHomeserver(ok())
+
+    reset = reset_federation_connection(
+        "http://guest.test",
+        access_token="admin_token",
+        destination=MAIN,
+        transport=httpx.MockTransport(homeserver),
+    )
+
+    (request,) = homeserver.requests
+    assert reset is True
+    assert request.method == "POST"
+    assert path_of(request) == (
+        "/_synapse/admin/v1/federation/destinations/localhost%3A28482/reset_connection"
+    )
+    assert request.headers["Authorization"] == "Bearer admin_token"
+    assert body_of(request) == {}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Synapse's answers when it is not backing off from the destination, or never met it.
+        httpx.Response(
+            400,
+            json={
+                "errcode": "M_UNKNOWN",
+                "error": "The retry timing does not need to be reset for this destination.",
+            },
+        ),
+        httpx.Response(404, json={"errcode": "M_NOT_FOUND", "error": "Unknown destination"}),
+    ],
+    ids=["no-backoff", "unknown-destination"],
+)
+def test_reset_federation_connection_with_nothing_to_reset_is_no_error(answer):
+    reset = reset_federation_connection(
+        "http://guest.test",
+        access_token="admin_token",
+        destination=MAIN,
+        transport=httpx.MockTransport(FakeHomeserver(answer)),
+    )
+
+    assert reset is False
+
+
+def test_reset_federation_connection_by_a_non_admin_is_refused():
+    answer = httpx.Response(
+        403, json={"errcode": "M_FORBIDDEN", "error": "You are not a server admin"}
+    )
+
+    with pytest.raises(Forbidden):
+        reset_federation_connection(
+            "http://guest.test",
+            access_token="not_an_admin",
+            destination=MAIN,
+            transport=httpx.MockTransport(FakeHomeserver(answer)),
+        )
 
 
 # -- Identifiers -----------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.management.base import CommandError
 
 from devtools import processes
+from devtools.management.commands.devstack import Supervisor
 
 
 def python(code: str) -> list[str]:
@@ -101,3 +103,45 @@ def _gone(pid: int) -> bool:
             return True
         time.sleep(0.05)  # SIGKILL is delivered asynchronously
     return False
+
+
+# -- devstack's supervision (make run): a dead worker or beat is started again ---------------
+
+
+def test_devstack_starts_a_worker_that_exited_again_and_says_so() -> None:
+    said: list[str] = []
+    commands = {
+        "celery worker": python("import time; time.sleep(60)"),
+        "web server": python("import time; time.sleep(60)"),
+    }
+    dead = processes.spawn(python("raise SystemExit(1)"))
+    dead.wait()
+    children = {"celery worker": dead, "web server": processes.spawn(commands["web server"])}
+    try:
+        Supervisor(children, commands, say=said.append).check()
+
+        assert children["celery worker"] is not dead
+        assert children["celery worker"].poll() is None  # running again
+        assert said == ["\nthe celery worker exited with status 1; starting it again.\n"]
+    finally:
+        processes.stop(*children.values())
+
+
+def test_devstack_gives_up_on_a_worker_that_keeps_exiting() -> None:
+    commands = {"celery beat": python("raise SystemExit(2)")}
+    children = {"celery beat": processes.spawn(commands["celery beat"])}
+    supervisor = Supervisor(children, commands, say=lambda text: None)
+    try:
+        with pytest.raises(CommandError, match="celery beat exited with status 2, 6 times"):
+            for _ in range(Supervisor.MAX_RESTARTS + 1):
+                children["celery beat"].wait()
+                supervisor.check()
+    finally:
+        processes.stop(*children.values())
+
+
+def test_devstack_ends_when_the_web_server_exits() -> None:
+    web = processes.spawn(python("raise SystemExit(3)"))
+    web.wait()
+    with pytest.raises(CommandError, match="the web server exited with status 3"):
+        Supervisor({"web server": web}, {"web server": []}, say=lambda text: None).check()

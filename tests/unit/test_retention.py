@@ -12,8 +12,11 @@ from django.utils import timezone
 
 from accounts.expiry import (
     UNSTARTED_CLAIM_SECONDS,
+    account_expiry_step,
     accounts_claim_due,
     accounts_expiry_started,
+    accounts_expiry_waiting,
+    expiry_lease,
 )
 from accounts.models import GuestAccount, RetentionPolicy
 from accounts.selectors import accounts_due_count, guest_account_returning
@@ -92,7 +95,7 @@ def test_changing_a_policy_applies_to_existing_accounts(time_machine: Any) -> No
     assert accounts_due_count(policy) == 1
 
 
-def test_a_claimed_account_is_not_claimed_again_until_it_is_stuck(
+def test_a_claimed_account_is_not_claimed_again_until_its_batch_stops_renewing_it(
     time_machine: Any, settings: Any
 ) -> None:
     settings.EXPIRY_STUCK_AFTER_SECONDS = 300
@@ -103,9 +106,46 @@ def test_a_claimed_account_is_not_claimed_again_until_it_is_stuck(
 
     assert accounts_claim_due() == [[guest.pk]]
     assert accounts_claim_due() == []
-    accounts_expiry_started([guest.pk])  # its batch began
-    time_machine.shift(timedelta(seconds=301))
-    assert accounts_claim_due() == [[guest.pk]]  # and never finished: try again
+    assert accounts_expiry_started([guest.pk], holder="batch-1") == [guest.pk]  # it began
+    time_machine.shift(expiry_lease())
+    assert accounts_claim_due() == []  # held to the end of its lease
+    time_machine.shift(timedelta(seconds=1))
+    assert accounts_claim_due() == [[guest.pk]]  # and never renewed: a killed batch
+
+
+def test_a_batch_leaves_alone_what_another_live_batch_holds(
+    time_machine: Any, settings: Any
+) -> None:
+    policy = default_policy()
+    time_machine.move_to(timezone.now(), tick=False)
+    guest = account(policy)
+    time_machine.shift(policy.account_lifetime + timedelta(seconds=1))
+    [[claimed]] = accounts_claim_due()
+
+    assert accounts_expiry_started([claimed], holder="batch-1") == [guest.pk]
+    assert accounts_expiry_started([claimed], holder="batch-2") == []  # a duplicate message
+    assert accounts_expiry_started([claimed], holder="batch-1") == [guest.pk]  # its retry
+    guest.refresh_from_db()
+    assert account_expiry_step(guest, holder="batch-1")
+    assert not account_expiry_step(guest, holder="batch-2")
+
+
+def test_a_batch_waiting_to_retry_keeps_its_accounts_for_the_stuck_threshold(
+    time_machine: Any, settings: Any
+) -> None:
+    settings.EXPIRY_STUCK_AFTER_SECONDS = 300
+    policy = default_policy()
+    time_machine.move_to(timezone.now(), tick=False)
+    guest = account(policy)
+    time_machine.shift(policy.account_lifetime + timedelta(seconds=1))
+    accounts_claim_due()
+    accounts_expiry_started([guest.pk], holder="batch-1")
+
+    accounts_expiry_waiting("batch-1")  # the guest homeserver is down: retry later
+    time_machine.shift(timedelta(seconds=300))
+    assert accounts_claim_due() == []
+    time_machine.shift(timedelta(seconds=1))
+    assert accounts_claim_due() == [[guest.pk]]
 
 
 def test_a_claim_still_waiting_in_the_queue_is_not_claimed_again(

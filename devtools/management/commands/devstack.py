@@ -1,7 +1,8 @@
 """``manage.py devstack``: everything GuestGate needs on one machine, for ``make run``.
 
 Migrates, brings up the local homeserver pair, starts a Celery worker, Celery beat and the web
-server as child processes, prints where to click, and on Ctrl-C stops exactly what it started.
+server as child processes, prints where to click, restarts a worker or beat that exits (as
+compose does), and on Ctrl-C stops exactly what it started.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -45,7 +48,7 @@ class Command(BaseCommand):
             _wait_until_answering(pair.appservice_url, children["web server"])
             self._say(demo.getvalue())
             self._announce(pair.appservice_url, pair.guest.client_url, pair.main.client_url)
-            self._wait(children)
+            Supervisor(children, self._commands(port), say=self._say).run()
         except KeyboardInterrupt:
             self._say("\nStopping…")
         finally:
@@ -78,12 +81,56 @@ class Command(BaseCommand):
             + "Press Ctrl-C to stop everything.\n"
         )
 
-    def _wait(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
+
+class Supervisor:
+    """Watches devstack's children as compose's ``restart: unless-stopped`` does: a Celery
+    worker or beat that exits (a broker restart, a crash) is started again, and said so; one
+    that keeps exiting, or the web server exiting, ends devstack with the reason."""
+
+    RESTARTABLE = ("celery worker", "celery beat")
+    #: This many exits of one child within WINDOW_SECONDS: it will not stay up, so stop.
+    MAX_RESTARTS = 5
+    WINDOW_SECONDS = 60.0
+
+    def __init__(
+        self,
+        children: dict[str, subprocess.Popen[bytes]],
+        commands: dict[str, list[str]],
+        *,
+        say: Callable[[str], None],
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.children = children  # the caller's: it stops whatever runs at the end
+        self.commands = commands
+        self.say = say
+        self.poll_seconds = poll_seconds
+        self.restarts: dict[str, deque[float]] = {name: deque() for name in children}
+
+    def run(self) -> None:
         while True:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    raise CommandError(f"the {name} exited with status {child.returncode}")
-            time.sleep(0.5)
+            self.check()
+            time.sleep(self.poll_seconds)
+
+    def check(self) -> None:
+        """Restart each child that exited; CommandError if one cannot be kept running."""
+        for name, child in list(self.children.items()):
+            if child.poll() is None:
+                continue
+            exited = f"the {name} exited with status {child.returncode}"
+            if name not in self.RESTARTABLE:
+                raise CommandError(exited)
+            now = time.monotonic()
+            recent = self.restarts[name]
+            recent.append(now)
+            while recent and recent[0] < now - self.WINDOW_SECONDS:
+                recent.popleft()
+            if len(recent) > self.MAX_RESTARTS:
+                raise CommandError(
+                    f"{exited}, {len(recent)} times within {self.WINDOW_SECONDS:.0f} s; "
+                    "not starting it again (its output is above)"
+                )
+            self.say(f"\n{exited}; starting it again.\n")
+            self.children[name] = processes.spawn(self.commands[name])
 
 
 #: Ctrl-C; `timeout`, systemd or a closing terminal (SIGTERM, SIGHUP): all stop cleanly.
