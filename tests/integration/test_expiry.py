@@ -3,7 +3,6 @@ a worker killed mid-batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,13 +26,6 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
 
 Status = GuestAccount.Status
-
-
-@pytest.fixture
-def guest(guestgate_web: str) -> Iterator[GuestBrowser]:
-    browser = GuestBrowser(guestgate_web)
-    yield browser
-    browser.close()
 
 
 def make_due(*accounts: GuestAccount) -> None:

@@ -4,7 +4,6 @@ Celery worker and GuestGate's real web server."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -23,13 +22,6 @@ from tests.conftest import Person
 from tests.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def guest(guestgate_web: str) -> Iterator[GuestBrowser]:
-    browser = GuestBrowser(guestgate_web)
-    yield browser
-    browser.close()
 
 
 def membership_on_main(main_bot: MatrixClient, room: CallRoom, user_id: str) -> str | None:

@@ -20,13 +20,6 @@ pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
 
 
 @pytest.fixture
-def guest(guestgate_web: str) -> Iterator[GuestBrowser]:
-    browser = GuestBrowser(guestgate_web)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture
 def mona(guestgate_web: str, moderator: Person) -> Iterator[ModeratorBrowser]:
     """The room's moderator, signed in at the dashboard."""
     browser = ModeratorBrowser(guestgate_web)

@@ -3,7 +3,6 @@ GuestGate is found in main's state and applied, and /healthz says pushes went mi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,13 +18,6 @@ from tests.conftest import Person
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def guest(guestgate_web: str) -> Iterator[GuestBrowser]:
-    browser = GuestBrowser(guestgate_web)
-    yield browser
-    browser.close()
 
 
 def test_a_kick_whose_push_was_lost_is_taken_from_mains_state(
