@@ -107,12 +107,9 @@ class ModeratorBrowser:
         return SESSION_KEY
 
     def set(self, case: schemathesis.Case, session: str, ctx: schemathesis.AuthContext) -> None:
-        case.cookies = {
-            **(case.cookies or {}),
-            django_settings.SESSION_COOKIE_NAME: session,
-            django_settings.CSRF_COOKIE_NAME: CSRF,
-        }
-        case.headers = {**(case.headers or {}), "X-CSRFToken": CSRF}
+        case.cookies[django_settings.SESSION_COOKIE_NAME] = session
+        case.cookies[django_settings.CSRF_COOKIE_NAME] = CSRF
+        case.headers["X-CSRFToken"] = CSRF
 
 
 @pytest.fixture
