@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -88,13 +89,17 @@ class StrictInput(serializers.Serializer):
 
 
 class StrictInputSchema(OpenApiSerializerExtension):
-    """In the schema, a StrictInput says that it refuses unknown fields."""
+    """In the schema, a StrictInput says that it refuses unknown fields, and its strings the
+    null character (DRF's CharField refuses it)."""
 
     target_class = StrictInput
     match_subclasses = True
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        for name, field in force_instance(self.target).fields.items():
+            if isinstance(field, serializers.CharField):
+                schema["properties"][name]["pattern"] = "^[^\\u0000]*$"
         return {**schema, "additionalProperties": False}
 
 
