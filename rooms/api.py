@@ -103,9 +103,8 @@ class StrictInputSchema(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
-# Every operation needs a signed-in moderator; those that name a room, link or request also
-# answer 404 for one the moderator cannot see.
-_SIGNED_IN = error_responses(403)
+# Every operation needs a signed-in moderator (403); those that name a room, link or request
+# also answer 404 for one the moderator cannot see.
 _NAMED = error_responses(403, 404)
 
 
@@ -122,7 +121,8 @@ class RoomList(APIView):
         may_ban = serializers.BooleanField(source="rights.ban")
 
     @extend_schema(
-        responses={200: RoomOutput(many=True), **_SIGNED_IN}, summary="Rooms you moderate"
+        responses={200: RoomOutput(many=True), **error_responses(403)},
+        summary="Rooms you moderate",
     )
     def get(self, request: Request) -> Response:
         return Response(self.RoomOutput(rooms_for_moderator(request.user), many=True).data)
@@ -343,7 +343,8 @@ class RevokeInviteLink(APIView):
 
 
 class QrInput(StrictInput):
-    # As typed: a token with spaces around it is not this link's (404), not a blank one (400).
+    # Trimmed in the view: only an empty token is refused (400), as the schema says; one of
+    # spaces only is not this link's (404).
     token = serializers.CharField(min_length=1, max_length=100, trim_whitespace=False)
     kind = serializers.ChoiceField(choices=["png", "svg"], default="svg")
 
@@ -362,9 +363,10 @@ class InviteLinkQr(APIView):
         link = _own_link(request, pk)
         data = QrInput(data=request.data)
         data.is_valid(raise_exception=True)
-        if not invite_link_token_matches(link, data.validated_data["token"]):
+        token = data.validated_data["token"].strip()
+        if not invite_link_token_matches(link, token):
             raise NotFound("That is not this link's token.")
-        url = invite_url(data.validated_data["token"])
+        url = invite_url(token)
         if data.validated_data["kind"] == "png":
             return HttpResponse(qr_png(url), content_type="image/png")
         return HttpResponse(qr_svg(url), content_type="image/svg+xml")
