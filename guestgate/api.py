@@ -1,7 +1,7 @@
 """The API's one JSON error envelope: ``{"error": {"code": "...", "message": "..."}}``.
 
 GuestGate errors, homeserver errors and DRF's own (validation, authentication, not found)
-are all mapped here, in one place, to stable codes.
+are all mapped here, in one place, to stable codes; and described here, for the schema.
 """
 
 from __future__ import annotations
@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -40,3 +44,51 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         return _envelope(str(code), str(exc.detail), response.status_code if response else 500)
     return None
+
+
+class ApiError(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, for programs: e.g. not_found, invalid.")
+    message = serializers.CharField(help_text="Words for a person.")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # A field named like Serializer.fields can only be added here.
+        fields = super().get_fields()
+        fields["fields"] = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            required=False,
+            help_text="With code invalid: what is wrong with each field of the request.",
+        )
+        return fields
+
+
+class ErrorEnvelope(serializers.Serializer):
+    error = ApiError()
+
+
+_WHEN = {
+    400: "invalid: a field is wrong or unknown (`fields` says which); parse_error: not JSON.",
+    403: "not_authenticated: not signed in; permission_denied: your power level in the room "
+    "does not allow it, or the CSRF token is missing.",
+    404: "not_found: no such room, link or request among those you moderate.",
+    409: "request.already_decided: another moderator decided first.",
+    415: "unsupported_media_type: send application/json.",
+    502: "The Matrix server refused (its errcode is the code).",
+    503: "The Matrix server did not answer, or asks to wait: try again.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The error answers an operation may give, for its ``extend_schema(responses=...)``."""
+    return {
+        http_status: OpenApiResponse(ErrorEnvelope, description=_WHEN[http_status])
+        for http_status in statuses
+    }
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def not_found(request: Request) -> Response:
+    """Any other address under /api/: the envelope, not Django's HTML page."""
+    raise exceptions.NotFound("No such address in the API.")

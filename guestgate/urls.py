@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from guestgate import views
+from guestgate.api import not_found as api_not_found
 from ops import views as ops_views
 from rooms import api, appservice_views, dashboard_views, guest_views, invite_link_views
 
@@ -53,6 +54,8 @@ urlpatterns = [
     path("api/v1/join-requests/<int:pk>/approve", api.Approve.as_view(), name="api-approve"),
     path("api/v1/join-requests/<int:pk>/deny", api.Deny.as_view(), name="api-deny"),
     path("api/v1/join-requests/<int:pk>/ban", api.Ban.as_view(), name="api-ban"),
+    # Any other address under /api/ (an unknown path, an id that is not a number): JSON too.
+    re_path(r"^api/", api_not_found),
     path("j/<str:token>", guest_views.join, name="join"),
     path("lobby/<uuid:public_id>", guest_views.lobby, name="lobby"),
     path("lobby/<uuid:public_id>/status", guest_views.lobby_status, name="lobby-status"),

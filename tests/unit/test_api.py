@@ -150,3 +150,66 @@ def test_the_openapi_schema_describes_every_operation(waiting: JoinRequest) -> N
         "/api/v1/join-requests/{id}/deny",
         "/api/v1/join-requests/{id}/ban",
     }
+
+
+def test_an_unknown_field_is_refused_not_ignored(room: CallRoom) -> None:
+    answer = api_client(MODERATOR).post(
+        f"/api/v1/rooms/{room.pk}/invite-links",
+        {"lable": "typo", "max_uses": 3},
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"] == {"lable": ["Unknown field."]}
+    assert not room.invite_links.exists()
+
+
+def test_a_json_value_of_another_type_is_refused(room: CallRoom) -> None:
+    answer = api_client(MODERATOR).post(
+        f"/api/v1/rooms/{room.pk}/invite-links",
+        {"label": 5, "pre_approved": 0, "max_uses": "3"},
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"] == {
+        "label": ["Must be a string."],
+        "pre_approved": ["Must be a boolean."],
+        "max_uses": ["Must be an integer."],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/rooms/-1.1/audit"),
+        ("post", "/api/v1/join-requests/abc/approve"),
+        ("get", "/api/v1/nothing-here"),
+        ("delete", "/api/v2/rooms"),
+    ],
+)
+def test_an_unknown_address_under_api_is_a_json_404(room: CallRoom, method: str, path: str) -> None:
+    answer = getattr(api_client(MODERATOR), method)(path)
+
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": {"code": "not_found", "message": "No such address in the API."}
+    }
+
+
+def test_an_unknown_method_is_a_json_405(room: CallRoom) -> None:
+    answer = api_client(MODERATOR).delete("/api/v1/rooms")
+
+    assert answer.status_code == 405
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_schema_documents_errors_and_refuses_unknown_fields(room: CallRoom) -> None:
+    schema = api_client(MODERATOR).get("/api/v1/schema", HTTP_ACCEPT="application/json").json()
+
+    deny = schema["paths"]["/api/v1/join-requests/{id}/deny"]["post"]
+    assert set(deny["responses"]) == {"200", "400", "403", "404", "409", "415", "502", "503"}
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert deny["responses"]["409"]["content"]["application/json"]["schema"] == envelope
+    assert list(deny["requestBody"]["content"]) == ["application/json"]
+    assert schema["components"]["schemas"]["DenyInput"]["additionalProperties"] is False
