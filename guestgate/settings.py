@@ -245,7 +245,8 @@ MATRIX_RETRIES = env_int("MATRIX_RETRIES", 2)
 # /healthz fails its push check when the main homeserver has pushed nothing for this long
 # (never having pushed is fine: a new installation).
 HEALTH_PUSH_STALE_SECONDS = env_int("GUESTGATE_HEALTH_PUSH_STALE_SECONDS", 86400)
-# /metrics answers these addresses or networks (direct connections, not through a proxy),
+# /metrics answers clients at these addresses or networks (ops.clientaddress: direct, or
+# through a trusted proxy),
 # and anyone with the token (Authorization: Bearer); everyone else gets a 404.
 METRICS_TOKEN = env_secret("GUESTGATE_METRICS_TOKEN")
 try:
@@ -255,6 +256,17 @@ try:
     ]
 except ValueError as exc:
     raise ImproperlyConfiguredEnv(f"GUESTGATE_METRICS_ALLOWED_IPS: {exc}") from None
+
+# Reverse proxies in front of GuestGate (addresses or networks, e.g. 127.0.0.1 or 172.16.0.0/12):
+# only from these is X-Forwarded-For believed; the client is its rightmost address that is
+# not one of them (ops.clientaddress). Rate limits and /metrics access use that address.
+try:
+    TRUSTED_PROXIES = [
+        ipaddress.ip_network(item, strict=False)
+        for item in env_list("GUESTGATE_TRUSTED_PROXIES", [])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfiguredEnv(f"GUESTGATE_TRUSTED_PROXIES: {exc}") from None
 
 # Logs: one line per record, JSON for log collectors or plain for a terminal, each with the
 # request id (ops.requestid) and without tokens or invite links (ops.logs).

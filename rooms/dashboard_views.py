@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from guestgate.errors import GuestGateError
 from matrix import MatrixError
+from ops.clientaddress import client_address
 from rooms.call_rooms import (
     call_room_fix_join_rule,
     call_room_recheck,
@@ -59,7 +60,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             user = moderator_sign_in(
                 matrix_id=form.cleaned_data["matrix_id"],
                 password=form.cleaned_data["password"],
-                ip=str(request.META.get("REMOTE_ADDR", "")),
+                ip=client_address(request),
             )
         except SignInRefused as refused:
             form.add_error(None, refused.message)

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.services import guest_account_seen
+from ops.clientaddress import client_address
 from ops.ratelimit import Limit, rate_limits_hit
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
@@ -27,10 +28,6 @@ from rooms.selectors import join_request_for_lobby, lobby_state
 BROWSER_KEY_COOKIE = "guestgate_guest"
 _LOBBIES = "lobbies"  # session key: the lobbies this browser may see
 LONG_POLL_SECONDS = 20.0
-
-
-def _client_ip(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def _link_error(request: HttpRequest, error: InviteLinkUnusable) -> HttpResponse:
@@ -52,7 +49,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         verdict = rate_limits_hit(
             [
-                (Limit("join-ip", settings.JOIN_RATE_PER_IP, 60), _client_ip(request)),
+                (Limit("join-ip", settings.JOIN_RATE_PER_IP, 60), client_address(request)),
                 (Limit("join-link", settings.JOIN_RATE_PER_LINK, 60), str(link.pk)),
                 (Limit("join-room", settings.JOIN_RATE_PER_ROOM, 60), str(link.room_id)),
             ]
