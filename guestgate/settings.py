@@ -168,8 +168,10 @@ CACHES = {
         }
     )
 }
-# Join form: attempts per IP address, per invite link and per room, each per minute.
+# Join form: accepted joins per IP address, per invite link and per room, each per minute;
+# and refused attempts (a name that is not allowed) per IP address per minute, counted apart.
 JOIN_RATE_PER_IP = env_int("GUESTGATE_JOIN_RATE_PER_IP", 10)
+JOIN_REJECTED_RATE_PER_IP = env_int("GUESTGATE_JOIN_REJECTED_RATE_PER_IP", 30)
 JOIN_RATE_PER_LINK = env_int("GUESTGATE_JOIN_RATE_PER_LINK", 600)
 JOIN_RATE_PER_ROOM = env_int("GUESTGATE_JOIN_RATE_PER_ROOM", 1200)
 
