@@ -121,7 +121,10 @@ AUTHENTICATION_BACKENDS = [
     "rooms.moderators.MatrixModeratorBackend",  # moderators (Matrix accounts of main)
 ]
 LOGIN_URL = "moderator-login"
-# Moderator sign-in attempts per account and per IP address, per 5 minutes.
+# Moderator sign-in: wrong passwords for one account from one client address before that
+# address waits (30 s, doubling with each further one, up to 30 minutes; other addresses,
+# such as the owner's own, are not held back), and wrong passwords from one address for any
+# accounts per 5 minutes (rooms.moderators).
 SIGNIN_RATE_PER_ACCOUNT = env_int("GUESTGATE_SIGNIN_RATE_PER_ACCOUNT", 5)
 SIGNIN_RATE_PER_IP = env_int("GUESTGATE_SIGNIN_RATE_PER_IP", 20)
 

@@ -143,10 +143,12 @@ def test_a_decision_needs_the_csrf_token(room: CallRoom, waiting: JoinRequest) -
     assert client.post(f"/moderator/requests/{waiting.pk}/approve").status_code == 403
 
 
-def test_sign_in_is_throttled_per_account(client: Client, settings: object) -> None:
+def test_sign_in_is_throttled_per_address_before_the_homeserver_is_asked(
+    client: Client, settings: object
+) -> None:
     from rooms.moderators import SignInRefused, moderator_sign_in
 
-    settings.SIGNIN_RATE_PER_ACCOUNT = 0  # type: ignore[attr-defined]
+    settings.SIGNIN_RATE_PER_IP = 0  # type: ignore[attr-defined]
 
     with pytest.raises(SignInRefused) as refused:
         moderator_sign_in(matrix_id="@mona:main.test", password="x", ip="203.0.113.9")
