@@ -225,12 +225,13 @@ def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_check(request: HttpRequest, pk: int) -> HttpResponse:
-    room, _rights = room_for(request, pk)
+    room, rights = room_for(request, pk)
+    fix_join_rule = request.POST.get("fix") == "join_rule"
+    if fix_join_rule and not rights.set_join_rule:  # the bot may; this moderator may not
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
     try:
-        if request.POST.get("fix") == "join_rule":
-            room = call_room_fix_join_rule(room)
-        else:
-            room = call_room_recheck(room)
+        room = call_room_fix_join_rule(room) if fix_join_rule else call_room_recheck(room)
     except MatrixError as error:
         messages.error(request, error.message)
     return redirect("moderator-room", pk=room.pk)
