@@ -18,6 +18,7 @@ from matrix import MatrixError
 from ops.clientaddress import client_address
 from rooms.call_rooms import (
     call_room_fix_join_rule,
+    call_room_forget,
     call_room_recheck,
     call_room_register,
 )
@@ -100,7 +101,7 @@ def room_register(request: HttpRequest) -> HttpResponse:
         return redirect("dashboard")
     if not room_rights(room, request.user).see:
         if not existed:
-            room.delete()
+            call_room_forget(room)
         messages.error(
             request,
             gettext(

@@ -94,3 +94,32 @@ def test_a_doorkeeper_may_still_have_the_room_checked_again(
 
     assert answer.status_code == 200
     assert YOUR_POWER_DOES_NOT_ALLOW not in answer.content.decode()
+
+
+# -- A refused registration ----------------------------------------------------------------------
+
+
+def test_a_refused_registration_leaves_the_bot_out_of_the_room(
+    moderator: Person, member: Person, bot_id: str
+) -> None:
+    room_id = moderator.client.create_room(name="Not theirs", join_rule="knock", invite=[bot_id])
+
+    answer = signed_in_as(member.user_id).post("/moderator/rooms", {"room": room_id}, follow=True)
+
+    assert "You need to be a moderator of that room" in answer.content.decode()
+    assert not CallRoom.objects.filter(room_id=room_id).exists()
+    bot = moderator.client.member(room_id, bot_id)
+    assert bot is not None and bot.membership == "leave"
+
+
+def test_a_refused_registration_of_a_registered_room_keeps_the_bot_there(
+    call_room: CallRoom, member: Person, moderator: Person, bot_id: str
+) -> None:
+    answer = signed_in_as(member.user_id).post(
+        "/moderator/rooms", {"room": call_room.room_id}, follow=True
+    )
+
+    assert "You need to be a moderator of that room" in answer.content.decode()
+    assert CallRoom.objects.filter(pk=call_room.pk).exists()
+    bot = moderator.client.member(call_room.room_id, bot_id)
+    assert bot is not None and bot.membership == "join"
