@@ -61,6 +61,8 @@ def benchmark_profile() -> None:
     os.environ.setdefault("GUESTGATE_LOCAL_PORT_BASE", "26000")
     os.environ.setdefault("GUESTGATE_LOCAL_APPSERVICE_PORT", "26499")
     os.environ.setdefault("GUESTGATE_TRUSTED_PROXIES", PROXY_SOURCE)
+    # guestgate/settings.py's default, which tests.settings would otherwise raise.
+    os.environ.setdefault("GUESTGATE_JOIN_RATE_PER_IP", "10")
     for limit in ("PER_LINK", "PER_ROOM"):
         os.environ.setdefault(f"GUESTGATE_JOIN_RATE_{limit}", "1000000")
     # Spare accounts as deployed (guestgate/settings.py's default; the tests turn them off).
