@@ -14,10 +14,12 @@ the proxy appends are the guests' real ones, not made up by the benchmark.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -58,17 +60,17 @@ def guest_browser(base_url: str) -> GuestBrowser:
 
 
 class ForwardingProxy:
-    """A reverse proxy on 127.0.0.1 (a free port) in front of ``upstream``."""
+    """A reverse proxy on 127.0.0.1 (a free port) in front of ``upstream``.
+
+    Like nginx by default, each request goes to GuestGate on a connection of its own, closed
+    after the answer: no connection pool shared between the guests' threads.
+    """
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = httpx.Client(
-            base_url=upstream,
-            transport=httpx.HTTPTransport(local_address=PROXY_SOURCE),
-            follow_redirects=False,
-            timeout=60,  # a lobby's long poll answers within about 20 s
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
-        )
-        self.server = _Server(("127.0.0.1", 0), _handler(self.upstream))
+        parts = urlsplit(upstream)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"not a http://host:port address: {upstream}")
+        self.server = _Server(("127.0.0.1", 0), _handler(parts.hostname, parts.port))
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -83,7 +85,6 @@ class ForwardingProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.upstream.close()
 
 
 class _Server(ThreadingHTTPServer):
@@ -91,27 +92,37 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 2048  # a burst of guests connecting at once (gunicorn's backlog)
 
 
-def _handler(upstream: httpx.Client) -> type[BaseHTTPRequestHandler]:
+def _handler(host: str, port: int) -> type[BaseHTTPRequestHandler]:
     class Forward(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the guests' clients expect
 
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = [
-                (name, value)
-                for name, value in self.headers.items()
-                if name.lower() not in _NOT_FORWARDED and name.lower() != "x-forwarded-for"
-            ]
+            body = self.rfile.read(length) if length else b""
             forwarded = [*self.headers.get_all("X-Forwarded-For", []), self.client_address[0]]
-            headers.append(("X-Forwarded-For", ", ".join(forwarded)))
+            upstream = http.client.HTTPConnection(
+                host, port, timeout=60, source_address=(PROXY_SOURCE, 0)
+            )  # a lobby's long poll answers within about 20 s
             try:
-                answer = upstream.request(self.command, self.path, content=body, headers=headers)
-            except httpx.HTTPError as error:
+                upstream.putrequest(self.command, self.path, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    if name.lower() not in _NOT_FORWARDED | {"host", "x-forwarded-for"}:
+                        upstream.putheader(name, value)
+                upstream.putheader("X-Forwarded-For", ", ".join(forwarded))
+                upstream.putheader("Content-Length", str(len(body)))
+                upstream.putheader("Connection", "close")
+                upstream.endheaders(body)
+                answer = upstream.getresponse()
+                content = answer.read()
+                headers = [
+                    (k, v) for k, v in answer.getheaders() if k.lower() not in _NOT_FORWARDED
+                ]
+            except (OSError, http.client.HTTPException) as error:
                 self._send(502, [("Content-Type", "text/plain")], f"proxy: {error!r}".encode())
                 return
-            kept = [(k, v) for k, v in answer.headers.multi_items() if k not in _NOT_FORWARDED]
-            self._send(answer.status_code, kept, answer.content)
+            finally:
+                upstream.close()
+            self._send(answer.status, headers, content)
 
         def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
             self.send_response_only(status)
