@@ -38,6 +38,7 @@ import httpx
 from django.db.models import Count
 
 from bench import measure
+from bench.proxy import guest_browser
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
@@ -104,8 +105,12 @@ def _guestgate(
 ) -> GuestGateBurst:
     scene = measure.set_scene(stack.pair, stack.web_url, guest_appservice, bot)
     room = CallRoom.objects.get(room_id=scene.room_id)
-    print(f"  GuestGate: room {scene.room_id}; {n} guests open the invite link", flush=True)
-    guests = [Guest(number, GuestBrowser(stack.web_url)) for number in range(1, n + 1)]
+    print(
+        f"  GuestGate: room {scene.room_id}; {n} guests, each from an address of its own "
+        f"through the trusted proxy at {stack.proxy_url}, open the invite link",
+        flush=True,
+    )
+    guests = [Guest(number, guest_browser(stack.proxy_url)) for number in range(1, n + 1)]
 
     def open_link(guest: Guest) -> None:
         page = guest.browser.open_invite(scene.invite_token)

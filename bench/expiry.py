@@ -45,10 +45,10 @@ from accounts.models import GuestAccount
 from accounts.services import default_policy
 from bench import measure
 from bench.probes import LatencyProbe, MemoryWatch, milliseconds
+from bench.proxy import guest_browser
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import WORKER_CONCURRENCY, BenchError, Stack
-from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from guestgate.celery import app as celery_app
 from matrix import MatrixClient, MatrixError
@@ -176,7 +176,7 @@ def run(
 
     # A waiting guest whose lobby status the probe asks for (not due: created just now).
     scene = measure.set_scene(pair, stack.web_url, guest_appservice, bot)
-    lobby = GuestBrowser(stack.web_url)
+    lobby = guest_browser(stack.web_url)
     answer = lobby.ask_to_join(scene.invite_token, "Latency Probe")
     if answer.status_code != 302:
         raise BenchError(f"the probe guest's join form answered {answer.status_code}")

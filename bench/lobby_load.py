@@ -33,6 +33,7 @@ from django.utils import timezone
 from bench import measure
 from bench.burst import counts_text, phase_timeout, status_counts
 from bench.probes import LatencyProbe, MemoryWatch, cpu_seconds, milliseconds, tree_rss_mib
+from bench.proxy import guest_browser
 from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
@@ -158,7 +159,7 @@ def run(
     print(f"Lobby load: {k} waiting guests' long polls for {seconds:.0f} s")
     scene = measure.set_scene(stack.pair, stack.web_url, guest_appservice, bot)
     room = CallRoom.objects.get(room_id=scene.room_id)
-    everyone = [Waiting(n, GuestBrowser(stack.web_url)) for n in range(1, k + 2 * PROBES + 1)]
+    everyone = [Waiting(n, guest_browser(stack.web_url)) for n in range(1, k + 2 * PROBES + 1)]
 
     def arrive(guest: Waiting) -> None:
         answer = guest.browser.ask_to_join(scene.invite_token, f"Waiting Guest {guest.number}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connection
 
+from bench.proxy import guest_browser
 from bench.stack import BenchError, wait_until
 from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
@@ -143,7 +144,7 @@ class GuestGateGuest:
 def guestgate_knock(scene: Scene, name: str) -> tuple[Timing, GuestGateGuest]:
     """Step A through GuestGate: from the POST of the join form until the moderator's
     dashboard can show the knock (request ``waiting`` and the knock event recorded)."""
-    browser = GuestBrowser(scene.web_url)
+    browser = guest_browser(scene.web_url)
     page = browser.open_invite(scene.invite_token)
     csrf = CSRF.search(page.text)
     if csrf is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from bench.proxy import ForwardingProxy
 from devtools import processes
 from devtools.localpair import LocalPair, configured_pair
 from devtools.localpair.process import LocalPairError, down, ensure_up
@@ -41,6 +42,7 @@ class BenchError(RuntimeError):
 class Stack:
     pair: LocalPair
     web_url: str  # GuestGate's web server: guests browse here, main pushes here
+    proxy_url: str  # the reverse proxy in front of it, which GuestGate trusts (bench/proxy.py)
     log_dir: Path
     pair_started: bool
     web: subprocess.Popen[bytes]
@@ -88,9 +90,12 @@ def running_stack() -> Iterator[Stack]:
         cleanup.callback(processes.stop, web)
         worker = _start_worker(log_dir / "worker.log")
         cleanup.callback(processes.stop, worker)
+        proxy = ForwardingProxy(pair.appservice_url).start()
+        cleanup.callback(proxy.stop)
         yield Stack(
             pair=pair,
             web_url=pair.appservice_url,
+            proxy_url=proxy.url,
             log_dir=log_dir,
             pair_started=started,
             web=web,

@@ -9,7 +9,8 @@ The four benchmarks of DESIGN.md's "Performance targets", one after another on o
 
   guest_flow  one guest at a time: name -> knock on the dashboard, approve -> joined and told
               (bench/runner.py, bench/measure.py)
-  burst       N guests submit the join form at once; all approved at once (bench/burst.py)
+  burst       N guests submit the join form at once, each from its own address through a
+              reverse proxy GuestGate trusts; all approved at once (bench/burst.py)
   expiry      the expiry sweep of M due accounts against bare deactivations (bench/expiry.py)
   lobby       what K waiting guests' long polls cost the web server (bench/lobby_load.py)
 
@@ -32,6 +33,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from bench.proxy import PROXY_SOURCE
+
 if TYPE_CHECKING:
     from bench.report import Outcome
     from bench.stack import Stack
@@ -49,13 +52,18 @@ _TITLES = {
 
 
 def benchmark_profile() -> None:
-    """Own ports, state directory and generous join limits (before Django starts; GuestGate's
-    processes inherit the environment): every benchmark guest comes from 127.0.0.1."""
+    """Own ports and state directory (before Django starts; GuestGate's processes inherit the
+    environment). Every benchmark guest comes from a loopback address of its own, the burst's
+    through the benchmark's reverse proxy on 127.0.0.1, which GuestGate trusts (bench/proxy.py):
+    the limit per client address is as deployed; those per link and per room are generous."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("GUESTGATE_VAR_DIR", str(REPO / "var" / "bench-state"))
     os.environ.setdefault("GUESTGATE_LOCAL_PORT_BASE", "26000")
     os.environ.setdefault("GUESTGATE_LOCAL_APPSERVICE_PORT", "26499")
-    for limit in ("PER_IP", "PER_LINK", "PER_ROOM"):
+    os.environ.setdefault("GUESTGATE_TRUSTED_PROXIES", PROXY_SOURCE)
+    # guestgate/settings.py's default, which tests.settings would otherwise raise.
+    os.environ.setdefault("GUESTGATE_JOIN_RATE_PER_IP", "10")
+    for limit in ("PER_LINK", "PER_ROOM"):
         os.environ.setdefault(f"GUESTGATE_JOIN_RATE_{limit}", "1000000")
     # Spare accounts as deployed (guestgate/settings.py's default; the tests turn them off).
     os.environ.setdefault("GUESTGATE_SPARE_ACCOUNTS", "5")

@@ -123,7 +123,10 @@ AUTHENTICATION_BACKENDS = [
     "rooms.moderators.MatrixModeratorBackend",  # moderators (Matrix accounts of main)
 ]
 LOGIN_URL = "moderator-login"
-# Moderator sign-in attempts per account and per IP address, per 5 minutes.
+# Moderator sign-in: wrong passwords for one account from one client address before that
+# address waits (30 s, doubling with each further one, up to 30 minutes; other addresses,
+# such as the owner's own, are not held back), and wrong passwords from one address for any
+# accounts per 5 minutes (rooms.moderators).
 SIGNIN_RATE_PER_ACCOUNT = env_int("GUESTGATE_SIGNIN_RATE_PER_ACCOUNT", 5)
 SIGNIN_RATE_PER_IP = env_int("GUESTGATE_SIGNIN_RATE_PER_IP", 20)
 
@@ -170,8 +173,10 @@ CACHES = {
         }
     )
 }
-# Join form: attempts per IP address, per invite link and per room, each per minute.
+# Join form: accepted joins per IP address, per invite link and per room, each per minute;
+# and refused attempts (a name that is not allowed) per IP address per minute, counted apart.
 JOIN_RATE_PER_IP = env_int("GUESTGATE_JOIN_RATE_PER_IP", 10)
+JOIN_REJECTED_RATE_PER_IP = env_int("GUESTGATE_JOIN_REJECTED_RATE_PER_IP", 30)
 JOIN_RATE_PER_LINK = env_int("GUESTGATE_JOIN_RATE_PER_LINK", 600)
 JOIN_RATE_PER_ROOM = env_int("GUESTGATE_JOIN_RATE_PER_ROOM", 1200)
 
@@ -255,7 +260,8 @@ MATRIX_RETRIES = env_int("MATRIX_RETRIES", 2)
 # /healthz fails its push check when the main homeserver has pushed nothing for this long
 # (never having pushed is fine: a new installation).
 HEALTH_PUSH_STALE_SECONDS = env_int("GUESTGATE_HEALTH_PUSH_STALE_SECONDS", 86400)
-# /metrics answers these addresses or networks (direct connections, not through a proxy),
+# /metrics answers clients at these addresses or networks (ops.clientaddress: direct, or
+# through a trusted proxy),
 # and anyone with the token (Authorization: Bearer); everyone else gets a 404.
 METRICS_TOKEN = env_secret("GUESTGATE_METRICS_TOKEN")
 try:
@@ -265,6 +271,17 @@ try:
     ]
 except ValueError as exc:
     raise ImproperlyConfiguredEnv(f"GUESTGATE_METRICS_ALLOWED_IPS: {exc}") from None
+
+# Reverse proxies in front of GuestGate (addresses or networks, e.g. 127.0.0.1 or 172.16.0.0/12):
+# only from these is X-Forwarded-For believed; the client is its rightmost address that is
+# not one of them (ops.clientaddress). Rate limits and /metrics access use that address.
+try:
+    TRUSTED_PROXIES = [
+        ipaddress.ip_network(item, strict=False)
+        for item in env_list("GUESTGATE_TRUSTED_PROXIES", [])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfiguredEnv(f"GUESTGATE_TRUSTED_PROXIES: {exc}") from None
 
 # Logs: one line per record, JSON for log collectors or plain for a terminal, each with the
 # request id (ops.requestid) and without tokens or invite links (ops.logs).

@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from accounts.models import GuestAccount
 from guestgate.celery import app
 from ops import stepstats
+from ops.clientaddress import came_through_untrusted_proxy, client_address
 from ops.health import broker_probe
 from rooms.membership import MAX_APPLY_ATTEMPTS
 from rooms.models import (
@@ -44,18 +45,16 @@ from rooms.models import (
 
 logger = logging.getLogger(__name__)
 
-# Headers a reverse proxy adds: a request carrying one came through a proxy, so its
-# REMOTE_ADDR is the proxy's, not the client's, and says nothing about who asks.
-_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-
 
 def metrics_access_allowed(request: HttpRequest) -> bool:
-    """From an allowed address (a direct connection, not through a proxy), or with the token."""
+    """From an allowed client address (directly, or through a trusted proxy), or with the
+    token. A request through a proxy that is not trusted is judged by neither address: the
+    proxy's says nothing about who asks, and the one in its header may be forged."""
     if settings.METRICS_TOKEN and _bearer_matches(request, settings.METRICS_TOKEN):
         return True
-    if any(header in request.headers for header in _FORWARDED):
+    if came_through_untrusted_proxy(request):
         return False
-    return _address_in(request.META.get("REMOTE_ADDR", ""), settings.METRICS_ALLOWED_NETWORKS)
+    return _address_in(client_address(request), settings.METRICS_ALLOWED_NETWORKS)
 
 
 def _bearer_matches(request: HttpRequest, token: str) -> bool:

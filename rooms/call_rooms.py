@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -10,10 +11,12 @@ from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from matrix import Forbidden, MatrixClient, NotFound, PowerLevels, RoomInfo
+from matrix import Forbidden, MatrixClient, MatrixError, NotFound, PowerLevels, RoomInfo
 from rooms import messages
 from rooms.messages import room_problem
 from rooms.models import CallRoom
+
+logger = logging.getLogger(__name__)
 
 KNOCK_RULES = ("knock", "knock_restricted")
 
@@ -56,6 +59,25 @@ def call_room_fix_join_rule(call_room: CallRoom) -> CallRoom:
     with homeservers.main_bot() as bot:
         bot.set_state(call_room.room_id, "m.room.join_rules", {"join_rule": "knock"})
     return call_room_recheck(call_room)
+
+
+def call_room_forget(call_room: CallRoom) -> None:
+    """Undo a registration that was refused (the person who asked may not moderate the room):
+    GuestGate forgets the room and its bot leaves it, so nothing of the attempt remains.
+
+    A room its bot cannot leave (main unavailable) is logged; the row is gone either way.
+    """
+    room_id = call_room.room_id
+    call_room.delete()
+    try:
+        with homeservers.main_bot() as bot:
+            bot.leave(room_id, reason="Registration with GuestGate refused.")
+    except (Forbidden, NotFound):
+        return  # not in the room (any more): nothing to leave
+    except MatrixError as error:
+        logger.warning(
+            "the bot could not leave %s after a refused registration: %s", room_id, error
+        )
 
 
 def _room_id(bot: MatrixClient, room: str) -> str:

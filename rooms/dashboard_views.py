@@ -15,8 +15,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from guestgate.errors import GuestGateError
 from matrix import MatrixError
+from ops.clientaddress import client_address
 from rooms.call_rooms import (
     call_room_fix_join_rule,
+    call_room_forget,
     call_room_recheck,
     call_room_register,
 )
@@ -59,7 +61,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             user = moderator_sign_in(
                 matrix_id=form.cleaned_data["matrix_id"],
                 password=form.cleaned_data["password"],
-                ip=str(request.META.get("REMOTE_ADDR", "")),
+                ip=client_address(request),
             )
         except SignInRefused as refused:
             form.add_error(None, refused.message)
@@ -99,7 +101,7 @@ def room_register(request: HttpRequest) -> HttpResponse:
         return redirect("dashboard")
     if not room_rights(room, request.user).see:
         if not existed:
-            room.delete()
+            call_room_forget(room)
         messages.error(
             request,
             gettext(
@@ -224,12 +226,13 @@ def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_check(request: HttpRequest, pk: int) -> HttpResponse:
-    room, _rights = room_for(request, pk)
+    room, rights = room_for(request, pk)
+    fix_join_rule = request.POST.get("fix") == "join_rule"
+    if fix_join_rule and not rights.set_join_rule:  # the bot may; this moderator may not
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
     try:
-        if request.POST.get("fix") == "join_rule":
-            room = call_room_fix_join_rule(room)
-        else:
-            room = call_room_recheck(room)
+        room = call_room_fix_join_rule(room) if fix_join_rule else call_room_recheck(room)
     except MatrixError as error:
         messages.error(request, error.message)
     return redirect("moderator-room", pk=room.pk)

@@ -13,11 +13,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.services import guest_account_seen
-from ops.ratelimit import Limit, rate_limits_hit
+from ops.clientaddress import client_address
+from ops.ratelimit import Limit, Verdict, rate_limit_hit, rate_limits_hit
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
 from rooms.live import changes
-from rooms.models import JoinRequest
+from rooms.models import InviteLink, JoinRequest
 from rooms.provisioning import (
     RoomFull,
     join_request_cancel,
@@ -35,8 +36,23 @@ LONG_POLL_SECONDS = 20.0
 _VERSION = re.compile(r"[0-9]{1,20}")
 
 
-def _client_ip(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
+def _join_attempt_counted(request: HttpRequest, link: InviteLink, *, accepted: bool) -> Verdict:
+    """Count a join form against the limits: an accepted name against the joins of its
+    address, link and room; a refused one (a typo) only against the address's refused
+    attempts, a separate and higher limit, so typing errors do not use up the joins of
+    people who share an address (an office network, a proxy)."""
+    address = client_address(request)
+    if not accepted:
+        return rate_limit_hit(
+            Limit("join-refused-ip", settings.JOIN_REJECTED_RATE_PER_IP, 60), address
+        )
+    return rate_limits_hit(
+        [
+            (Limit("join-ip", settings.JOIN_RATE_PER_IP, 60), address),
+            (Limit("join-link", settings.JOIN_RATE_PER_LINK, 60), str(link.pk)),
+            (Limit("join-room", settings.JOIN_RATE_PER_ROOM, 60), str(link.room_id)),
+        ]
+    )
 
 
 def _link_error(request: HttpRequest, error: InviteLinkUnusable) -> HttpResponse:
@@ -56,13 +72,7 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
         suffix=policy.displayname_suffix,
     )
     if request.method == "POST":
-        verdict = rate_limits_hit(
-            [
-                (Limit("join-ip", settings.JOIN_RATE_PER_IP, 60), _client_ip(request)),
-                (Limit("join-link", settings.JOIN_RATE_PER_LINK, 60), str(link.pk)),
-                (Limit("join-room", settings.JOIN_RATE_PER_ROOM, 60), str(link.room_id)),
-            ]
-        )
+        verdict = _join_attempt_counted(request, link, accepted=form.is_valid())
         if not verdict.allowed:
             response = render(
                 request,

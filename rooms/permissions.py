@@ -1,7 +1,9 @@
 """What a person may do in a call room: the room's power levels decide, read by GuestGate's bot.
 
 A moderator needs an explicit power level in the room (or to be one of its creators) at least
-the level the action needs on Matrix: invite to approve, kick to deny, ban to ban. Django
+the level the action needs on Matrix: invite to approve, kick to deny, ban to ban, the level of
+``m.room.join_rules`` events to have the bot set the join rule. The bot acts with its own
+power, so each thing it does for a moderator needs the power that change itself needs. Django
 superusers (admins) may do everything everywhere.
 """
 
@@ -20,14 +22,15 @@ class RoomRights:
     approve: bool
     deny: bool
     ban: bool
+    set_join_rule: bool
 
     @property
     def see(self) -> bool:
         return self.approve
 
 
-NONE = RoomRights(approve=False, deny=False, ban=False)
-ALL = RoomRights(approve=True, deny=True, ban=True)
+NONE = RoomRights(approve=False, deny=False, ban=False, set_join_rule=False)
+ALL = RoomRights(approve=True, deny=True, ban=True, set_join_rule=True)
 
 
 def matrix_id_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
@@ -49,6 +52,7 @@ def room_rights(room: CallRoom, user: AbstractBaseUser | AnonymousUser) -> RoomR
         approve=levels.may_invite(matrix_id),
         deny=levels.may_kick(matrix_id),
         ban=levels.may_ban(matrix_id),
+        set_join_rule=levels.may_send_state(matrix_id, "m.room.join_rules"),
     )
 
 

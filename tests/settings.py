@@ -12,6 +12,7 @@ os.environ.setdefault("GUESTGATE_SECRET_KEY", "test-secret-key-not-for-productio
 os.environ.setdefault("GUESTGATE_SECURE_COOKIES", "false")  # the test servers speak plain HTTP
 # Every test guest comes from 127.0.0.1; tests of the limit itself lower it.
 os.environ.setdefault("GUESTGATE_JOIN_RATE_PER_IP", "100000")
+os.environ.setdefault("GUESTGATE_JOIN_REJECTED_RATE_PER_IP", "100000")
 os.environ.setdefault("GUESTGATE_SIGNIN_RATE_PER_ACCOUNT", "100000")
 os.environ.setdefault("GUESTGATE_SIGNIN_RATE_PER_IP", "100000")
 # No spare accounts: the journey tests see every guest's registration (and its faults); the

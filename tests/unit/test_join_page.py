@@ -5,6 +5,7 @@ No homeserver is needed: every case here is refused before one would be called.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -201,18 +202,63 @@ def test_the_join_form_needs_its_csrf_token(token: str) -> None:
     assert nothing_created()
 
 
-def test_too_many_attempts_from_one_address_get_a_429_with_retry_after(
-    client: Client, token: str, settings: Any
+@pytest.fixture
+def own_cache(settings: Any) -> None:
+    """A cache of this test's own, so every limit starts at zero (production shares Redis)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": secrets.token_hex(8),
+        }
+    }
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_too_many_joins_from_one_address_get_a_429_with_retry_after(
+    token: str, settings: Any
 ) -> None:
     settings.JOIN_RATE_PER_IP = 2
-    for _ in range(2):
-        client.post(f"/j/{token}", {"display_name": "@bad:name.example"})
+    for name in ("Alice", "Bob"):
+        assert Client().post(f"/j/{token}", {"display_name": name}).status_code == 302
 
-    answer = client.post(f"/j/{token}", {"display_name": "Alice"})
+    answer = Client().post(f"/j/{token}", {"display_name": "Carol"})
 
     assert answer.status_code == 429
     assert 1 <= int(answer["Retry-After"]) <= 60
     assert "Please try again in" in answer.content.decode()
+    assert JoinRequest.objects.count() == 2
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_mistyped_names_do_not_use_up_the_join_limit_of_an_address(
+    client: Client, token: str, settings: Any
+) -> None:
+    """Ten people on one office network scan one poster; some mistype their name first."""
+    settings.JOIN_RATE_PER_IP = 2
+    for _ in range(3):
+        mistyped = client.post(f"/j/{token}", {"display_name": "@alice:name.example"})
+        assert mistyped.status_code == 400
+
+    answer = client.post(f"/j/{token}", {"display_name": "Alice"})
+
+    assert answer.status_code == 302
+    assert JoinRequest.objects.count() == 1
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_rejected_attempts_have_a_limit_of_their_own(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.JOIN_RATE_PER_IP = 100
+    settings.JOIN_REJECTED_RATE_PER_IP = 3
+    for _ in range(3):
+        assert client.post(f"/j/{token}", {"display_name": "M0na"}).status_code == 400
+
+    probing = client.post(f"/j/{token}", {"display_name": "M0na Moderator"})
+
+    assert probing.status_code == 429
+    assert 1 <= int(probing["Retry-After"]) <= 60
+    assert "too close to the name" not in probing.content.decode()
     assert nothing_created()
 
 

@@ -57,8 +57,8 @@ def signed_in(matrix_id: str, *, superuser: bool = False) -> Client:
     ("who", "rights"),
     [
         (OWNER, ALL),
-        (MODERATOR, RoomRights(approve=True, deny=True, ban=False)),
-        (DOORKEEPER, RoomRights(approve=True, deny=False, ban=False)),
+        (MODERATOR, RoomRights(approve=True, deny=True, ban=False, set_join_rule=True)),
+        (DOORKEEPER, RoomRights(approve=True, deny=False, ban=False, set_join_rule=False)),
         (OUTSIDER, NONE),
     ],
     ids=["creator", "moderator", "doorkeeper", "outsider"],
@@ -143,12 +143,37 @@ def test_a_decision_needs_the_csrf_token(room: CallRoom, waiting: JoinRequest) -
     assert client.post(f"/moderator/requests/{waiting.pk}/approve").status_code == 403
 
 
-def test_sign_in_is_throttled_per_account(client: Client, settings: object) -> None:
+def test_sign_in_is_throttled_per_address_before_the_homeserver_is_asked(
+    client: Client, settings: object
+) -> None:
     from rooms.moderators import SignInRefused, moderator_sign_in
 
-    settings.SIGNIN_RATE_PER_ACCOUNT = 0  # type: ignore[attr-defined]
+    settings.SIGNIN_RATE_PER_IP = 0  # type: ignore[attr-defined]
 
     with pytest.raises(SignInRefused) as refused:
         moderator_sign_in(matrix_id="@mona:main.test", password="x", ip="203.0.113.9")
     assert refused.value.code == "signin.throttled"
     assert "Too many sign-in attempts" in refused.value.message
+
+
+def test_only_who_may_change_the_join_rule_is_offered_the_bots_fix(make_room: MakeRoom) -> None:
+    room = make_room(
+        room_id="!NotKnock",
+        status=CallRoom.Status.PROBLEM,
+        problems=[{"code": "not_knock_rule", "values": {"join_rule": "invite"}}],
+        power_levels={"invite": 10, "users": {MODERATOR: 50, DOORKEEPER: 10}},
+    )
+    fix = "Set “Ask to join”"
+
+    assert fix in signed_in(MODERATOR).get(f"/moderator/rooms/{room.pk}").content.decode()
+    assert fix not in signed_in(DOORKEEPER).get(f"/moderator/rooms/{room.pk}").content.decode()
+
+
+def test_a_doorkeeper_is_refused_the_join_rule_fix_before_the_bot_is_asked(
+    room: CallRoom,
+) -> None:
+    answer = signed_in(DOORKEEPER).post(
+        f"/moderator/rooms/{room.pk}/check", {"fix": "join_rule"}, follow=True
+    )
+
+    assert "Your power level in this room does not allow that." in answer.content.decode()
