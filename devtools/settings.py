@@ -12,10 +12,11 @@ from devtools.localpair import use_local_pair
 _PAIR = use_local_pair("dev")
 
 from guestgate.settings import *  # noqa: E402, F403
-from guestgate.settings import CELERY_BROKER_URL, GUEST_ADMIN_TOKEN, INSTALLED_APPS  # noqa: E402
+from guestgate.settings import GUEST_ADMIN_TOKEN, INSTALLED_APPS  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]
 if not GUEST_ADMIN_TOKEN:
     GUEST_ADMIN_TOKEN_FILE = str(_PAIR.admin_token_file)  # made by `homeservers up`
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    use_safe_filesystem_transport()  # in every process: web, worker and beat read this module
+# filesystem:// means the embedded broker with its atomic put, in every process (web, worker
+# and beat read this module), whichever broker the settings chose.
+use_safe_filesystem_transport()
