@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from time import monotonic
+from time import monotonic_ns
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, filesystem
@@ -21,7 +21,9 @@ from kombu.utils.json import dumps
 class Channel(filesystem.Channel):
     # kombu's stubs give the abstract and the filesystem _put different signatures.
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # kombu takes the first name in sorted order: nanoseconds keep two messages sent within
+        # one millisecond (kombu's own resolution) first in, first out.
+        name = f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = f"{final}.part"
         with open(partial, "wb") as out:

@@ -6,7 +6,7 @@ client), and keeps each call room's name and power levels current.
 
 A push is stored first and answered at once; its membership events are then applied by a task,
 each exactly once (by event id: transaction ids repeat after a restart of main on SQLite), in
-the order received, retried on failure. Each event is claimed and applied in one transaction,
+the order received, retried on failure. Each event is applied and claimed in one transaction,
 in order, so a second applier running at the same time waits for the first and never applies a
 room's events out of order.
 """
@@ -110,14 +110,20 @@ def pushed_events_failed() -> int:
 
 
 def _apply_one(pk: int) -> int:
+    event = MembershipEvent.objects.filter(pk=pk, applied_at__isnull=True).first()
+    if event is None:
+        return 0
+    _keep_guest_name(event)  # reads accounts: before the transaction, see below
     with transaction.atomic():
-        # The claim and the application commit together: an applier that comes second waits
-        # here for the first, then finds the event applied.
+        # What the event says, then its claim, in one transaction: the join request's tables
+        # are locked before the events' like everywhere else in GuestGate (no deadlock). An
+        # applier that comes second waits for the first at the claim, then undoes its own.
+        join_requests_follow_membership([event])
         if not MembershipEvent.objects.filter(pk=pk, applied_at__isnull=True).update(
             applied_at=timezone.now()
         ):
+            transaction.set_rollback(True)
             return 0
-        join_requests_follow_membership([MembershipEvent.objects.get(pk=pk)])
     return 1
 
 
@@ -237,7 +243,6 @@ def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
     moderators see every knock.
     """
     for event in events:
-        _keep_guest_name(event)
         join_request = (
             JoinRequest.objects.select_related("room")
             .filter(room__room_id=event.room_id, user_id=event.user_id, status__in=JoinRequest.OPEN)
