@@ -76,7 +76,13 @@ def guest_admin_token() -> str:
 def main_answers() -> bool:
     """Whether the main homeserver answers GuestGate now (its unauthenticated ``/versions``)."""
     try:
-        with main_user() as client:
+        # Asked once: this runs in a task whose knock just failed, which retries anyway.
+        with MatrixClient(
+            base_url=settings.MAIN_HS_URL,
+            access_token=None,
+            timeout=settings.MATRIX_TIMEOUT_SECONDS,
+            retries=0,
+        ) as client:
             client.versions()
     except MatrixError:
         return False
