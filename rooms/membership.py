@@ -60,8 +60,10 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
     members = [_membership_row(event) for event in events if event.membership is not None]
     room_state = [event for event in events if event.type in _ROOM_STATE and event.state_key == ""]
     with transaction.atomic():
-        AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
+        # Events first, then the log row: the order in which the rest of GuestGate (and a
+        # TRUNCATE of the test database) takes these tables' locks, so none waits in a circle.
         MembershipEvent.objects.bulk_create(members, ignore_conflicts=True)
+        AppserviceTransaction.objects.create(txn_id=txn_id, event_count=len(events))
         for event in room_state:
             _apply_room_state(event)
         if members:
