@@ -241,6 +241,14 @@ CALL_URL_TEMPLATE = env_str(
     "https://call.element.io/room/#/?roomId={room_id}&viaServers={via}&homeserver={homeserver}",
 )
 
+# The call's focus (MatrixRTC): the LiveKit JWT services Element Call may use, in order of
+# preference (CALL-LAB §5: EC 0.26 asks its host, not .well-known). Each becomes one
+# ``{"type": "livekit", "livekit_service_url": ...}`` transport the lobby gives the call.
+RTC_TRANSPORTS = [
+    {"type": "livekit", "livekit_service_url": url.rstrip("/")}
+    for url in env_list("GUESTGATE_LIVEKIT_SERVICE_URLS", [])
+]
+
 # The main homeserver: where the call rooms are, with GuestGate's bot (appservice sender).
 MAIN_HS_URL = env_str("MAIN_HS_URL").rstrip("/")
 MAIN_HS_SERVER_NAME = env_str("MAIN_HS_SERVER_NAME")
