@@ -26,9 +26,19 @@ from .errors import (
     error_from_response,
 )
 from .http import build_http_client
-from .types import Member, PowerLevels, Profile, RoomInfo, Session, Versions, Whoami
+from .types import (
+    CALL_MEMBER_EVENT,
+    Member,
+    PowerLevels,
+    Profile,
+    RoomInfo,
+    Session,
+    Versions,
+    Whoami,
+)
 
 __all__ = [
+    "CALL_MEMBER_EVENT",
     "BadRequest",
     "ExclusiveNamespace",
     "Forbidden",

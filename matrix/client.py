@@ -620,13 +620,15 @@ class MatrixClient:
         join_rule: str = "knock",
         invite: Iterable[str] = (),
         power_level_users: Mapping[str, int] | None = None,
+        power_level_events: Mapping[str, int] | None = None,
         preset: str = "private_chat",
         room_version: str | None = None,
     ) -> str:
         """Create a room (for the demo and the tests).
 
-        `power_level_users` are merged into the room's power levels after creation, so the
-        creator keeps its own level whatever the room version's rules for creators are.
+        `power_level_users` and `power_level_events` (the level each event type needs) are
+        merged into the room's power levels after creation, so the creator keeps its own level
+        whatever the room version's rules for creators are.
 
         Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom
 
@@ -645,10 +647,12 @@ class MatrixClient:
             request["room_version"] = room_version
         path = client_path("createRoom")
         room_id = required_str(self._request("POST", path, body=request), "room_id", path)
-        if power_level_users:
+        if power_level_users or power_level_events:
             content = self.state_event(room_id, "m.room.power_levels") or {}
-            users = content.get("users")
-            content["users"] = {**(users if isinstance(users, dict) else {}), **power_level_users}
+            for key, extra in (("users", power_level_users), ("events", power_level_events)):
+                if extra:
+                    known = content.get(key)
+                    content[key] = {**(known if isinstance(known, dict) else {}), **extra}
             self.set_state(room_id, "m.room.power_levels", content)
         return room_id
 

@@ -10,6 +10,8 @@ from typing import Any
 
 #: Power level of a room creator in room versions where creators outrank everyone (v12+).
 CREATOR_POWER_LEVEL = 2**63
+# MatrixRTC's call membership, a state event per device (MSC3401/MSC4143; CALL-LAB §4).
+CALL_MEMBER_EVENT = "org.matrix.msc3401.call.member"
 
 #: Room versions (besides numbered versions 12 and later) whose creators have that power.
 _PRIVILEGED_CREATOR_VERSIONS = frozenset({"org.matrix.hydra.11"})

@@ -10,7 +10,7 @@ import pytest
 
 from devtools.localpair import LocalPair, configured_pair
 from devtools.localpair.process import down, ensure_up
-from matrix import MatrixClient, Session, register_with_shared_secret
+from matrix import CALL_MEMBER_EVENT, MatrixClient, Session, register_with_shared_secret
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom
@@ -98,6 +98,8 @@ def knock_room(homeserver_pair: LocalPair, moderator: Person, main_bot: MatrixCl
         join_rule="knock",
         invite=[bot_id],
         power_level_users={bot_id: 50},  # the creator has the top level by room version 12
+        # Guests (level 0) may join the call, as in Element's call rooms (CALL-LAB §6).
+        power_level_events={CALL_MEMBER_EVENT: 0},
     )
     main_bot.join(room_id, via=[homeserver_pair.main.server_name])
     return room_id
