@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gettext
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from uuid import UUID
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone, translation
 
 from matrix import Forbidden, HomeserverUnavailable, MatrixError
+from ops.workers import HEARTBEAT_KEY, worker_heard
 from rooms.invite_links import invite_link_create
 from rooms.messages import BOT_MAY_NOT_KICK, failure_code, room_problem
 from rooms.models import CallRoom, InviteLink, JoinRequest
@@ -92,6 +95,7 @@ def test_an_unknown_link_is_explained_in_german(client: Client) -> None:
 
 def test_the_lobby_status_speaks_the_guests_language(client: Client, token: str) -> None:
     public_id = joined_lobby(client, token)
+    worker_heard()  # a worker runs (else the lobby says that none does: below)
 
     english = client.get(f"/lobby/{public_id}/status").json()
     german = client.get(f"/lobby/{public_id}/status", headers=GERMAN).json()
@@ -287,3 +291,18 @@ def test_the_german_catalogue_is_complete_and_compiled() -> None:
             compiled_text = catalogue.gettext(entry["msgid"])
         expected = entry.get("msgstr", entry.get("msgstr[0]"))
         assert compiled_text == expected, f"django.mo is older than django.po: {entry['msgid']!r}"
+
+
+def test_the_lobby_says_in_the_guests_language_when_no_worker_runs(
+    client: Client, token: str, settings: Any
+) -> None:
+    public_id = joined_lobby(client, token)
+    # A cache of this test's own: the test processes' real worker writes its heartbeat to the
+    # shared one every second.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.WORKER_HEARTBEAT_SECONDS = 10
+    cache.set(HEARTBEAT_KEY, time.time() - 600, timeout=None)  # last heard 10 minutes ago
+
+    german = client.get(f"/lobby/{public_id}/status", headers=GERMAN).json()
+
+    assert german["message"].startswith("Gastzugänge können gerade nicht erstellt werden")
