@@ -499,9 +499,11 @@ class _JwtService(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.received.append((self.path, dict(self.headers), body))
-        status, answer = self.behaviour.get(
+        grant = self.behaviour.get(
             "grant", (200, {"url": "wss://livekit.example.org", "jwt": "e30.e30.sig"})
-        )  # type: ignore[misc]
+        )
+        assert isinstance(grant, tuple)
+        status, answer = grant
         self._reply(status, answer, cors=bool(self.behaviour.get("cors", True)))
 
     def _reply(self, status: int, body: dict, *, cors: bool = False) -> None:
