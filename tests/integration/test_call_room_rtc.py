@@ -26,10 +26,12 @@ from django.utils.html import escape
 from devtools.localpair import LocalPair
 from devtools.localpair.config import authority_files
 from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient
+from ops import doctor
 from rooms import messages
 from rooms.call_rooms import call_room_register
 from rooms.models import CallRoom
 from tests.conftest import Person, unique_localpart
+from tests.jwt_lookalike import JwtLookalike
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.homeservers
@@ -308,3 +310,28 @@ def test_a_demo_room_made_before_calls_is_mended_by_its_moderator(
         assert again == room_id
         assert main_bot.power_levels(room_id).events[CALL_MEMBER_EVENT] == 0
         moderator.logout()
+
+
+# -- The doctor and a JWT service that checks OpenID tokens for real -------------------------
+
+
+def test_the_doctor_gets_a_livekit_jwt_for_the_guest_servers_openid_token(
+    homeserver_pair: LocalPair, jwt_lookalike: type[JwtLookalike]
+) -> None:
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is True, outcome
+    [user_id] = jwt_lookalike.checked
+    assert user_id.endswith(f":{homeserver_pair.guest.server_name}")
+
+
+def test_the_doctor_says_when_the_jwt_service_refuses_the_guest_servers_tokens(
+    homeserver_pair: LocalPair, jwt_lookalike: type[JwtLookalike]
+) -> None:
+    jwt_lookalike.refuse_from.append(homeserver_pair.guest.server_name)
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert "refused the guest homeserver's OpenID token (401 M_UNAUTHORIZED" in outcome.message
+    assert homeserver_pair.guest.server_name in outcome.fix_hint
