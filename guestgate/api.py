@@ -6,6 +6,7 @@ are all mapped here, in one place, to stable codes; and described here, for the 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.http import Http404
@@ -16,9 +17,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from guestgate.errors import GuestGateError
 from matrix import MatrixError
+
+logger = logging.getLogger("django.request")
 
 
 def _envelope(code: str, message: str, http_status: int, **extra: Any) -> Response:
@@ -43,7 +47,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response = drf_exception_handler(exc, context)
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         return _envelope(str(code), str(exc.detail), response.status_code if response else 500)
-    return None
+    # A bug: logged with its traceback, as Django logs a page's 500; the caller gets the
+    # envelope (a program reading the API must not have to parse an HTML page) and no internals.
+    logger.error("unexpected error in %s", context.get("view"), exc_info=exc)
+    set_rollback()
+    return _envelope(
+        "internal_error",
+        "Something went wrong on GuestGate's side. It was logged; try again later.",
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
 
 
 class ApiError(serializers.Serializer):
@@ -72,6 +84,7 @@ _WHEN = {
     404: "not_found: no such room, link or request among those you moderate.",
     409: "request.already_decided: another moderator decided first.",
     415: "unsupported_media_type: send application/json.",
+    500: "internal_error: a fault in GuestGate, logged on its side; try again later.",
     502: "The Matrix server refused (its errcode is the code).",
     503: "The Matrix server did not answer, or asks to wait: try again.",
 }

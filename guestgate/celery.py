@@ -9,6 +9,7 @@ from celery import Celery
 
 from ops.logs import use_django_logging_in_celery
 from ops.requestid import connect_celery_signals
+from ops.workers import connect_worker_heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guestgate.settings")
 
@@ -62,6 +63,7 @@ app.conf.imports = (
     "rooms.provisioning",
 )
 connect_celery_signals()  # request ids travel with tasks
+connect_worker_heartbeat()  # pages can tell when no worker runs (ops/workers.py)
 use_django_logging_in_celery()  # same log format, request ids and redaction as the web
 
 

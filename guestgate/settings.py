@@ -229,6 +229,9 @@ EXPIRY_STUCK_AFTER_SECONDS = env_int("GUESTGATE_EXPIRY_STUCK_AFTER_SECONDS", 300
 # every worker thread busy (large batches leave threads idle while a few finish theirs).
 EXPIRY_BATCH_SIZE = env_int("GUESTGATE_EXPIRY_BATCH_SIZE", 10)
 EXPIRY_SWEEP_LIMIT = env_int("GUESTGATE_EXPIRY_SWEEP_LIMIT", 50_000)  # accounts claimed a sweep
+# Each Celery worker says it is alive this often (ops/workers.py); one silent for three times
+# as long is taken for dead by /healthz, the doctor and the lobby.
+WORKER_HEARTBEAT_SECONDS = env_int("GUESTGATE_WORKER_HEARTBEAT_SECONDS", 10)
 # Spare accounts: registered and logged in ahead of time, so an arriving guest waits only for
 # the display name and the knock (accounts/spares.py). 0 turns them off.
 GUEST_SPARE_ACCOUNTS = env_int("GUESTGATE_SPARE_ACCOUNTS", 5)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from guestgate.celery import app
 from matrix import MatrixClient, MatrixError
 from ops import callfocus
+from ops.workers import worker_silent_for, workers_running
 from rooms.membership import pushed_events_failed
 from rooms.models import AppserviceTransaction, CallRoom
 
@@ -40,6 +41,7 @@ Status = Literal["ok", "degraded", "down"]
 CHECK_NAMES = (
     "database",
     "broker",
+    "worker",
     "guest_homeserver",
     "main_homeserver",
     "appservice_pushes",
@@ -85,7 +87,11 @@ def health_check() -> Health:
         name: pool.submit(contextvars.copy_context().run, run) for name, run in network.items()
     }
     # The database checks run here meanwhile: the request's own connection, no thread's.
-    checks = {"database": check_database(), "appservice_pushes": check_appservice_pushes()}
+    checks = {
+        "database": check_database(),
+        "worker": check_worker(),
+        "appservice_pushes": check_appservice_pushes(),
+    }
     for name, future in futures.items():
         remaining = NETWORK_DEADLINE_SECONDS - (time.monotonic() - started)
         try:
@@ -162,6 +168,30 @@ def check_broker() -> Check:
         True,
         f"{probe.kind} answers; {probe.tasks_waiting} task(s) waiting",
         {"ms": _ms_since(started), "tasks_waiting": probe.tasks_waiting},
+    )
+
+
+def check_worker() -> Check:
+    """A Celery worker heard within the last few heartbeats (ops/workers.py)."""
+    try:
+        silent = worker_silent_for()
+    except Exception as exc:  # the cache's Redis down
+        return Check(False, f"cannot read the workers' heartbeat from the cache: {_short(exc)}")
+    if silent is None:
+        return Check(
+            False,
+            "no Celery worker has ever reported: start one (celery -A guestgate worker); "
+            "until then guests wait at 'Creating your guest pass…'",
+        )
+    if not workers_running():
+        return Check(
+            False,
+            f"no Celery worker heard for {_duration(int(silent))}: guests wait at "
+            "'Creating your guest pass…' until one runs (see the worker's log)",
+            {"silent_seconds": round(silent, 1)},
+        )
+    return Check(
+        True, f"a worker was heard {silent:.0f} s ago", {"silent_seconds": round(silent, 1)}
     )
 
 

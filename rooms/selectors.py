@@ -12,6 +12,7 @@ from django.db.models import Count, Max, Prefetch, Q
 from django.utils.translation import gettext, gettext_lazy
 
 from accounts.selectors import guest_account_session
+from ops.workers import workers_running
 from rooms.invite_links import invite_link_state
 from rooms.messages import guest_sentence, room_problem_sentence
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
@@ -66,6 +67,11 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
     message = str(_MESSAGES[status])
     if status == Status.PROVISIONING and join_request.attempts:
         message = gettext("The server is slow to answer; still trying…")
+    if status == Status.PROVISIONING and not workers_running():
+        message = gettext(
+            "Guest passes cannot be made right now: the service's background worker is not "
+            "running. Your request is kept and goes on by itself once it is back."
+        )
     # GuestGate's own words in the guest's language, or a moderator's as typed.
     reason = join_request.reason
     if join_request.reason_code:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.test import TransactionTestCase
 
 from devtools.localpair import LocalPair, configured_pair
 from devtools.localpair.process import down, ensure_up
@@ -14,6 +15,16 @@ from matrix import CALL_MEMBER_EVENT, MatrixClient, Session, register_with_share
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom
+from tests.dbflush import retrying_deadlocks
+
+# Every test that shares the database with GuestGate's processes ends with a flush that a push
+# arriving at that moment can deadlock (tests/dbflush.py).
+_TEARDOWN = "_fixture_teardown"  # Django's private method that runs the flush
+setattr(
+    TransactionTestCase,
+    _TEARDOWN,
+    retrying_deadlocks(getattr(TransactionTestCase, _TEARDOWN)),
+)
 
 # GuestGate's web server, Celery worker and the fault proxies (integration and browser tests).
 pytest_plugins = ["tests.processes"]

@@ -62,6 +62,8 @@ def process_env(
         "GUEST_HS_URL": guest_hs_proxy.url,
         "GUEST_HS_PUBLIC_URL": homeserver_pair.guest.client_url,
         "MAIN_HS_URL": main_hs_proxy.url,
+        # A dead worker is seen within about 3 s (ops/workers.py), not 30.
+        "GUESTGATE_WORKER_HEARTBEAT_SECONDS": "1",
     }
     # The processes are stopped (their fixtures ended first). PostgreSQL ends their sessions a
     # moment after they exit; dropping the test database before that fails.

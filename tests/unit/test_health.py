@@ -11,10 +11,12 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
 from ops import health
+from ops.workers import HEARTBEAT_KEY, worker_heard
 from rooms.models import AppserviceTransaction
 
 pytestmark = pytest.mark.django_db
@@ -79,10 +81,18 @@ def silent_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
+@pytest.fixture(autouse=True)
+def own_cache(settings) -> None:
+    """A cache of this test's own: the workers' heartbeat of the test processes stays out."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+
+
 @pytest.fixture
 def both_homeservers_up(settings, homeserver_url: str) -> None:
     settings.GUEST_HS_URL = homeserver_url
     settings.MAIN_HS_URL = homeserver_url
+    worker_heard()  # and a worker running
     settings.RTC_TRANSPORTS = [{"type": "livekit", "livekit_service_url": homeserver_url}]
 
 
@@ -101,6 +111,7 @@ def test_everything_answering_is_ok_with_200_and_a_sentence_per_check(client: Cl
     assert set(body["checks"]) == {
         "database",
         "broker",
+        "worker",
         "guest_homeserver",
         "main_homeserver",
         "appservice_pushes",
@@ -231,6 +242,37 @@ def test_the_database_failing_is_down(settings, both_homeservers_up, monkeypatch
     monkeypatch.setattr(health, "check_database", lambda: health.Check(False, "query failed"))
 
     assert health.health_check().status == "down"
+
+
+def test_no_worker_ever_heard_makes_it_degraded_and_says_what_guests_see(
+    client: Client, settings, homeserver_url: str
+) -> None:
+    settings.GUEST_HS_URL = settings.MAIN_HS_URL = homeserver_url
+
+    status, body = healthz(client)
+
+    assert status == 503
+    worker = body["checks"]["worker"]
+    assert worker["ok"] is False
+    assert "no Celery worker has ever reported" in worker["detail"]
+    assert "Creating your guest pass" in worker["detail"]
+
+
+def test_a_worker_silent_for_three_heartbeats_is_taken_for_dead(
+    client: Client, settings, homeserver_url: str
+) -> None:
+    settings.GUEST_HS_URL = settings.MAIN_HS_URL = homeserver_url
+    settings.WORKER_HEARTBEAT_SECONDS = 10
+    cache.set(HEARTBEAT_KEY, time.time() - 29, timeout=None)
+
+    _, alive = healthz(client)
+    cache.set(HEARTBEAT_KEY, time.time() - 100, timeout=None)
+    status, dead = healthz(client)
+
+    assert alive["checks"]["worker"]["ok"] is True
+    assert status == 503
+    assert dead["checks"]["worker"]["ok"] is False
+    assert dead["checks"]["worker"]["detail"].startswith("no Celery worker heard for 0:01:4")
 
 
 # -- The call's focus ----------------------------------------------------------------------
