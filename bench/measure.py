@@ -23,7 +23,7 @@ from bench.stack import BenchError, wait_until
 from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from guestgate import homeservers
-from matrix import Forbidden, MatrixClient, register_with_shared_secret
+from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient, register_with_shared_secret
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create
 from rooms.models import CallRoom, JoinRequest, MembershipEvent
@@ -106,6 +106,7 @@ def set_scene(
             join_rule="knock",
             invite=[bot_id],
             power_level_users={bot_id: 50},
+            power_level_events={CALL_MEMBER_EVENT: 0},  # guests may join the call
         )
     bot.join(room_id, via=[pair.main.server_name])
     invite_token = ""

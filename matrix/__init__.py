@@ -29,6 +29,7 @@ from .http import build_http_client
 from .types import (
     CALL_MEMBER_EVENT,
     Member,
+    OpenIdToken,
     PowerLevels,
     Profile,
     RoomInfo,
@@ -50,6 +51,7 @@ __all__ = [
     "MatrixError",
     "Member",
     "NotFound",
+    "OpenIdToken",
     "PowerLevels",
     "Profile",
     "RateLimited",

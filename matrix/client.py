@@ -42,6 +42,7 @@ from .http import (
 )
 from .types import (
     Member,
+    OpenIdToken,
     PowerLevels,
     Profile,
     RoomInfo,
@@ -655,6 +656,29 @@ class MatrixClient:
                     content[key] = {**(known if isinstance(known, dict) else {}), **extra}
             self.set_state(room_id, "m.room.power_levels", content)
         return room_id
+
+    # -- OpenID (the call's focus checks who a user is with it) ---------------------------------
+
+    def openid_token(self, user_id: str) -> OpenIdToken:
+        """An OpenID token that lets a third party (a LiveKit JWT service) verify `user_id`.
+
+        The third party asks the user's homeserver who the token belongs to, over federation
+        (``GET /_matrix/federation/v1/openid/userinfo``). An appservice asks for one of its
+        users by acting as it (`as_user`).
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3useruseridopenidrequest_token
+        """
+        path = client_path("user", user_id, "openid", "request_token")
+        body = self._request("POST", path, body={})
+        expires_in = body.get("expires_in")
+        return OpenIdToken(
+            access_token=required_str(body, "access_token", path),
+            token_type=optional_str(body, "token_type") or "Bearer",
+            matrix_server_name=required_str(body, "matrix_server_name", path),
+            expires_in=expires_in
+            if isinstance(expires_in, int) and not isinstance(expires_in, bool)
+            else 0,
+        )
 
     # -- Plumbing ------------------------------------------------------------------------------
 

@@ -227,3 +227,32 @@ class PowerLevels:
 
     def _outranks(self, user_id: str, target: str | None) -> bool:
         return target is None or self.level_of(user_id) > self.level_of(target)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OpenIdToken:
+    """A token a third party trades for the user's id at the user's homeserver (MSC1961).
+
+    The fields are what Element Call sends a LiveKit JWT service as ``openid_token``.
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#openid
+    """
+
+    access_token: str
+    token_type: str
+    matrix_server_name: str
+    expires_in: int
+
+    def as_json(self) -> dict[str, object]:
+        """The request body's ``openid_token``, as Element Call sends it (CALL-LAB §4)."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "matrix_server_name": self.matrix_server_name,
+            "expires_in": self.expires_in,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenIdToken(matrix_server_name={self.matrix_server_name!r}, "
+            f"expires_in={self.expires_in}, access_token='<hidden>')"
+        )

@@ -38,7 +38,9 @@ from matrix import (
     list_users,
 )
 from matrix.ids import make_user_id, server_name
-from ops import health
+from matrix.rtc import jwt_service_grant
+from matrix.types import OpenIdToken
+from ops import callfocus, health
 from rooms.models import CallRoom
 from rooms.selectors import call_room_problems
 
@@ -69,6 +71,11 @@ def failed(message: str, fix_hint: str) -> Outcome:
 
 def not_checked(message: str) -> Outcome:
     return Outcome(None, message)
+
+
+def warned(message: str, fix_hint: str) -> Outcome:
+    """Works, but not as well as it should: passes, and the command shows the fix."""
+    return Outcome(True, message, fix_hint)
 
 
 # -- GuestGate itself ----------------------------------------------------------------------
@@ -498,6 +505,116 @@ def check_call_rooms() -> Outcome:
     )
 
 
+# -- The call ------------------------------------------------------------------------------
+
+#: The room the doctor asks a JWT service about: no real call's (a service that creates
+#: LiveKit rooms for full-access homeservers makes an empty one, which LiveKit closes).
+DOCTOR_CALL_ROOM = "!guestgate-doctor"
+DOCTOR_DEVICE_ID = "GUESTGATEDOCTOR"
+
+_SERVICE_URL_HINT = (
+    "GUESTGATE_LIVEKIT_SERVICE_URLS must be the LiveKit JWT service's (lk-jwt-service) URL as "
+    "guests' browsers reach it (public, https), not LiveKit's own; is the service running?"
+)
+
+
+def check_call_focus() -> Outcome:
+    """Each LiveKit JWT service as Element Call in a guest's lobby uses it: reachable, CORS for
+    GuestGate's origin, and a LiveKit JWT for an OpenID token of the guest homeserver.
+
+    The OpenID token is the guest appservice's own user's (it needs no guest account); the
+    service checks it with the guest homeserver over federation, as it will a guest's. Media
+    (the LiveKit server itself) is not checked. MSC4195, CALL-LAB §4 and §5.
+    """
+    urls = callfocus.jwt_service_urls()
+    if not urls:
+        if not callfocus.embedded_call():
+            return passed("no LiveKit JWT service: the call opens elsewhere (link mode)")
+        return failed(
+            "no LiveKit JWT service is configured: Element Call in the lobby cannot start the "
+            "call (it says MISSING_MATRIX_RTC_TRANSPORT)",
+            "Run LiveKit and its JWT service (element-hq/lk-jwt-service; docker-compose.yml "
+            "has both) and set GUESTGATE_LIVEKIT_SERVICE_URLS to the service's public URL, "
+            "e.g. https://livekit-jwt.example.org.",
+        )
+    try:
+        with _client(settings.GUEST_HS_URL, settings.GUEST_AS_TOKEN) as client:
+            openid = client.openid_token(client.whoami().user_id)
+    except MatrixError as error:
+        return failed(
+            f"the guest homeserver gave no OpenID token: {_said(error)}",
+            "Guests need one for the call; see the guest homeserver's log.",
+        )
+    for url in urls:
+        problem = _jwt_service_problem(url, openid)
+        if problem is not None:
+            return problem
+    return passed(
+        f"{', '.join(urls)}: CORS for {callfocus.call_origin()}, and a LiveKit JWT for the "
+        "guest homeserver's OpenID token (media not checked)"
+    )
+
+
+def _jwt_service_problem(url: str, openid: OpenIdToken) -> Outcome | None:
+    origin = callfocus.call_origin()
+    preflight = callfocus.preflight_problem(url, timeout=TIMEOUT_SECONDS)
+    if preflight is not None:
+        words, answer = preflight
+        hint = _SERVICE_URL_HINT
+        if answer is not None and answer.status != 404:
+            hint = (
+                "lk-jwt-service answers CORS for any origin itself: a proxy in front of it "
+                f"must pass OPTIONS through with its Access-Control-* headers (or add them for "
+                f"{origin}, with content-type allowed)."
+            )
+        return failed(f"the LiveKit JWT service at {url} {words}", hint)
+    try:
+        grant = jwt_service_grant(
+            url,
+            room_id=f"{DOCTOR_CALL_ROOM}:{settings.MAIN_HS_SERVER_NAME}",
+            openid_token=openid,
+            device_id=DOCTOR_DEVICE_ID,
+            origin=origin,
+            timeout=TIMEOUT_SECONDS,
+        )
+    except MatrixError as error:
+        if error.status is None:
+            return failed(f"the LiveKit JWT service at {url} does not answer", _SERVICE_URL_HINT)
+        return failed(
+            f"the LiveKit JWT service at {url} refused the guest homeserver's OpenID token "
+            f"({_said(error)})",
+            "The service checks the token with the guest homeserver over federation: it must "
+            f"reach {settings.GUEST_HS_SERVER_NAME} (HTTPS to its federation port, with a "
+            "certificate it trusts), and LIVEKIT_URL, LIVEKIT_KEY and LIVEKIT_SECRET must be "
+            "set. Its log says which.",
+        )
+    if not grant.cors.allows_origin(origin):
+        return failed(
+            f"the LiveKit JWT service at {url} answered without CORS for {origin} "
+            f"(Access-Control-Allow-Origin {grant.cors.allow_origin!r}): browsers drop it",
+            "A proxy in front of it must keep its Access-Control-Allow-Origin header.",
+        )
+    return None
+
+
+def check_delayed_events() -> Outcome:
+    """Delayed events (MSC4140) on the guest homeserver: Element Call schedules the guest's
+    leave with them, so a closed tab leaves the call within seconds (CALL-LAB §7)."""
+    result = health.check_homeserver_feature(
+        settings.GUEST_HS_URL, callfocus.DELAYED_EVENTS_FEATURE
+    )
+    if result is None:
+        return not_checked("the guest homeserver did not answer /versions")
+    if result:
+        return passed("the guest homeserver has delayed events: a closed tab leaves the call")
+    return warned(
+        "the guest homeserver has no delayed events (org.matrix.msc4140): guests who close "
+        "the tab stay in the call for 4 hours",
+        "Set max_event_delay_duration: 24h in the guest homeserver's homeserver.yaml and "
+        "restart it.",
+    )
+
+
 # -- Running them --------------------------------------------------------------------------
 
 
@@ -533,6 +650,8 @@ CHECKS: tuple[Check, ...] = (
         ("main bot", "guest homeserver"),
     ),
     Check("call rooms", check_call_rooms, ("migrations",)),
+    Check("call focus", check_call_focus, ("guest appservice",)),
+    Check("delayed events", check_delayed_events, ("guest homeserver",)),
 )
 
 

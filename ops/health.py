@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from guestgate.celery import app
 from matrix import MatrixClient, MatrixError
+from ops import callfocus
 from ops.workers import worker_silent_for, workers_running
 from rooms.membership import pushed_events_failed
 from rooms.models import AppserviceTransaction, CallRoom
@@ -44,6 +45,7 @@ CHECK_NAMES = (
     "guest_homeserver",
     "main_homeserver",
     "appservice_pushes",
+    "call_focus",
 )
 
 
@@ -77,6 +79,7 @@ def health_check() -> Health:
         "broker": check_broker,
         "guest_homeserver": lambda: check_homeserver(settings.GUEST_HS_URL),
         "main_homeserver": lambda: check_homeserver(settings.MAIN_HS_URL),
+        "call_focus": check_call_focus,
     }
     pool = ThreadPoolExecutor(max_workers=len(network), thread_name_prefix="healthz")
     started = time.monotonic()
@@ -220,6 +223,36 @@ def check_homeserver(base_url: str) -> Check:
     except MatrixError as error:
         return Check(False, f"{error.code}: {error.message}", {"ms": _ms_since(started)})
     return Check(True, f"answers (Matrix {newest or 'no version'})", {"ms": _ms_since(started)})
+
+
+def check_homeserver_feature(base_url: str, feature: str) -> bool | None:
+    """Whether the homeserver announces an unstable feature in ``/versions``; None if it did
+    not answer."""
+    try:
+        with MatrixClient(
+            base_url=base_url, access_token=None, timeout=HOMESERVER_TIMEOUT_SECONDS, retries=0
+        ) as client:
+            return client.versions().unstable_features.get(feature) is True
+    except MatrixError:
+        return None
+
+
+def check_call_focus() -> Check:
+    """The LiveKit JWT services answer a guest's browser (the CORS preflight Element Call sends
+    first): the call in the lobby starts only if they do. The doctor checks more (a token)."""
+    urls = callfocus.jwt_service_urls()
+    if not urls:
+        if callfocus.embedded_call():
+            return Check(False, "no LiveKit JWT service configured: the call cannot start")
+        return Check(True, "not used: the call opens elsewhere")
+    started = time.monotonic()
+    for number, url in enumerate(urls, start=1):
+        problem = callfocus.preflight_problem(url, timeout=HOMESERVER_TIMEOUT_SECONDS)
+        if problem is not None:
+            return Check(False, f"JWT service {number} {problem[0]}", {"ms": _ms_since(started)})
+    return Check(
+        True, f"{len(urls)} JWT service(s) answer a guest's browser", {"ms": _ms_since(started)}
+    )
 
 
 #: How long /healthz reports membership changes main never pushed (found by reconciliation).

@@ -11,8 +11,21 @@ from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
-from matrix import Forbidden, MatrixClient, MatrixError, NotFound, PowerLevels, RoomInfo
+from matrix import (
+    CALL_MEMBER_EVENT,
+    Forbidden,
+    MatrixClient,
+    MatrixError,
+    NotFound,
+    PowerLevels,
+    RoomInfo,
+)
 from rooms import messages
+from rooms.call_levels import (
+    POWER_LEVELS_EVENT,
+    call_level,
+    power_levels_letting_guests_join,
+)
 from rooms.messages import room_problem
 from rooms.models import CallRoom
 
@@ -24,6 +37,11 @@ KNOCK_RULES = ("knock", "knock_restricted")
 class RoomNotFound(GuestGateError):
     code = "room.not_found"
     status = 404
+
+
+class BotMayNotChangeRoom(GuestGateError):
+    code = "room.bot_may_not_change"
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,41 @@ def call_room_fix_join_rule(call_room: CallRoom) -> CallRoom:
     with homeservers.main_bot() as bot:
         bot.set_state(call_room.room_id, "m.room.join_rules", {"join_rule": "knock"})
     return call_room_recheck(call_room)
+
+
+def call_room_let_guests_join_call(call_room: CallRoom) -> CallRoom:
+    """Let guests send their call membership: the bot sets the call member event's level in
+    ``m.room.power_levels`` to the guests' level (CALL-LAB §6), when its power allows it.
+
+    The room's current power levels are read from main, not from GuestGate's copy: the change
+    keeps every other entry as main has it. Raises `BotMayNotChangeRoom` (the room is checked
+    again first, so its page says what the room's admin must do) when the bot may not.
+    """
+    with homeservers.main_bot() as bot:
+        content = bot.state_event(call_room.room_id, POWER_LEVELS_EVENT) or {}
+        levels = bot.power_levels(call_room.room_id)
+        call = call_level(levels)
+        bot_may = levels.level_of(homeservers.main_bot_user_id()) >= call.change_needs
+        if bot_may and not call.guests_may_join:
+            bot.set_state(
+                call_room.room_id, POWER_LEVELS_EVENT, power_levels_letting_guests_join(content)
+            )
+    call_room = call_room_recheck(call_room)
+    if not bot_may and not call.guests_may_join:
+        raise BotMayNotChangeRoom(
+            gettext(
+                "GuestGate's bot may not change the room's permissions: the room's admin must "
+                "(the room's problems say what to change)."
+            )
+        )
+    return call_room
+
+
+def call_room_bot_fixes(call_room: CallRoom) -> frozenset[str]:
+    """The room's problems GuestGate's bot may fix by itself, as the room page's ``fix``
+    values (beside the join rule, which the page offers whenever the moderator may set it)."""
+    codes = {problem.get("code") for problem in call_room.problems if isinstance(problem, dict)}
+    return frozenset({"call_level"} if messages.GUESTS_MAY_NOT_JOIN_CALL in codes else ())
 
 
 def call_room_forget(call_room: CallRoom) -> None:
@@ -137,7 +190,32 @@ def _problems(info: RoomInfo, levels: PowerLevels, bot_id: str) -> list[dict[str
         )
     if not levels.may_kick(bot_id):
         problems.append(room_problem(messages.BOT_MAY_NOT_KICK, bot_id=bot_id, level=levels.kick))
+    problems.extend(_call_problems(levels, bot_id))
     return problems
+
+
+def _call_problems(levels: PowerLevels, bot_id: str) -> list[dict[str, object]]:
+    """Guests must be allowed to send their call membership, or the call refuses them."""
+    call = call_level(levels)
+    if call.guests_may_join:
+        return []
+    values: dict[str, object] = {
+        "event": CALL_MEMBER_EVENT,
+        "level": call.needed,
+        "guest_level": call.guest_level,
+    }
+    bot_level = levels.level_of(bot_id)
+    if bot_level >= call.change_needs:
+        return [room_problem(messages.GUESTS_MAY_NOT_JOIN_CALL, **values)]
+    return [
+        room_problem(
+            messages.GUESTS_MAY_NOT_JOIN_CALL_ADMIN,
+            **values,
+            bot_id=bot_id,
+            bot_level=bot_level,
+            change_level=call.change_needs,
+        )
+    ]
 
 
 def _supports_knock(room_version: str | None) -> bool:

@@ -17,8 +17,11 @@ from guestgate.errors import GuestGateError
 from matrix import MatrixError
 from ops.clientaddress import client_address
 from rooms.call_rooms import (
+    BotMayNotChangeRoom,
+    call_room_bot_fixes,
     call_room_fix_join_rule,
     call_room_forget,
+    call_room_let_guests_join_call,
     call_room_recheck,
     call_room_register,
 )
@@ -123,6 +126,7 @@ def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "room": room,
             "problems": call_room_problems(room),
+            "bot_fixes": call_room_bot_fixes(room),
             "rights": rights,
             "queue": room_queue(room),
             "recent": room_recent_decisions(room),
@@ -227,13 +231,15 @@ def approve_all(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def room_check(request: HttpRequest, pk: int) -> HttpResponse:
     room, rights = room_for(request, pk)
-    fix_join_rule = request.POST.get("fix") == "join_rule"
-    if fix_join_rule and not rights.set_join_rule:  # the bot may; this moderator may not
+    fix = request.POST.get("fix", "")
+    allowed = {"join_rule": rights.set_join_rule, "call_level": rights.let_guests_join_call}
+    if not allowed.get(fix, True):  # the bot may; this moderator may not
         messages.error(request, gettext("Your power level in this room does not allow that."))
         return redirect("moderator-room", pk=room.pk)
+    fixing = {"join_rule": call_room_fix_join_rule, "call_level": call_room_let_guests_join_call}
     try:
-        room = call_room_fix_join_rule(room) if fix_join_rule else call_room_recheck(room)
-    except MatrixError as error:
+        room = fixing.get(fix, call_room_recheck)(room)
+    except (MatrixError, BotMayNotChangeRoom) as error:
         messages.error(request, error.message)
     return redirect("moderator-room", pk=room.pk)
 

@@ -41,6 +41,10 @@ NO_KNOCK_VERSION = "no_knock_version"
 NOT_KNOCK_RULE = "not_knock_rule"
 BOT_MAY_NOT_INVITE = "bot_may_not_invite"
 BOT_MAY_NOT_KICK = "bot_may_not_kick"
+#: Guests could not send their call membership; GuestGate's bot may change that.
+GUESTS_MAY_NOT_JOIN_CALL = "guests_may_not_join_call"
+#: The same, and the bot may not change it: the room's admin must.
+GUESTS_MAY_NOT_JOIN_CALL_ADMIN = "guests_may_not_join_call_admin"
 
 _ROOM_PROBLEMS = {
     BOT_NOT_IN_ROOM: gettext_noop(
@@ -61,6 +65,21 @@ _ROOM_PROBLEMS = {
     BOT_MAY_NOT_KICK: gettext_noop(
         "GuestGate's bot %(bot_id)s may not remove people (needed to deny a "
         "guest): give it power level %(level)s or more."
+    ),
+    GUESTS_MAY_NOT_JOIN_CALL: gettext_noop(
+        "Guests could not join the call: joining sends “%(event)s”, which needs power level "
+        "%(level)s, and guests have %(guest_level)s. GuestGate's bot can change that for a "
+        "moderator whose power allows changing the room's permissions: “Let guests join the "
+        "call”. In Element: Room settings → Roles & permissions → “Join Element Call calls” "
+        "→ Default."
+    ),
+    GUESTS_MAY_NOT_JOIN_CALL_ADMIN: gettext_noop(
+        "Guests could not join the call: joining sends “%(event)s”, which needs power level "
+        "%(level)s, and guests have %(guest_level)s. GuestGate's bot %(bot_id)s (power level "
+        "%(bot_level)s) may not change that: it needs %(change_level)s. A room admin can: in "
+        "Element, Room settings → Roles & permissions → “Join Element Call calls” → Default; "
+        'or add "%(event)s": %(guest_level)s to "events" in the room\'s '
+        "m.room.power_levels. Then check again."
     ),
 }
 

@@ -2,7 +2,9 @@
 
 A moderator needs an explicit power level in the room (or to be one of its creators) at least
 the level the action needs on Matrix: invite to approve, kick to deny, ban to ban, the level of
-``m.room.join_rules`` events to have the bot set the join rule. The bot acts with its own
+``m.room.join_rules`` events to have the bot set the join rule, the power to change the call
+member event's level in ``m.room.power_levels`` to have the bot let guests join the call
+(rooms.call_levels). The bot acts with its own
 power, so each thing it does for a moderator needs the power that change itself needs. Django
 superusers (admins) may do everything everywhere.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404, HttpRequest
 
+from rooms.call_levels import may_let_guests_join_call
 from rooms.models import CallRoom
 
 
@@ -23,6 +26,7 @@ class RoomRights:
     deny: bool
     ban: bool
     set_join_rule: bool
+    let_guests_join_call: bool = False
 
     @property
     def see(self) -> bool:
@@ -30,7 +34,7 @@ class RoomRights:
 
 
 NONE = RoomRights(approve=False, deny=False, ban=False, set_join_rule=False)
-ALL = RoomRights(approve=True, deny=True, ban=True, set_join_rule=True)
+ALL = RoomRights(approve=True, deny=True, ban=True, set_join_rule=True, let_guests_join_call=True)
 
 
 def matrix_id_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
@@ -53,6 +57,7 @@ def room_rights(room: CallRoom, user: AbstractBaseUser | AnonymousUser) -> RoomR
         deny=levels.may_kick(matrix_id),
         ban=levels.may_ban(matrix_id),
         set_join_rule=levels.may_send_state(matrix_id, "m.room.join_rules"),
+        let_guests_join_call=may_let_guests_join_call(levels, matrix_id),
     )
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from devtools.localpair import LocalPair
-from matrix import MatrixClient
+from matrix import CALL_MEMBER_EVENT, MatrixClient
 from rooms.call_rooms import call_room_register
 from rooms.models import CallRoom
 from tests.conftest import Person
@@ -53,6 +53,7 @@ def invite_only_room(
         join_rule="invite",
         invite=[bot_id],
         power_level_users={bot_id: 50, member.user_id: 10},
+        power_level_events={CALL_MEMBER_EVENT: 0},  # guests may join the call
     )
     main_bot.join(room_id, via=[homeserver_pair.main.server_name])
     room = call_room_register(room=room_id, registered_by=moderator.user_id)

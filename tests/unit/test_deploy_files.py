@@ -67,6 +67,8 @@ def test_every_service_has_an_image_and_something_to_run():
         "synapse-volumes",
         "synapse-guest",
         "synapse-main",
+        "livekit",
+        "livekit-jwt",
         "migrate",
         "web",
         "worker",
@@ -98,6 +100,26 @@ def test_web_worker_beat_and_migrate_share_one_environment():
     assert environment["DATABASE_URL"].startswith("postgres://guestgate:${POSTGRES_PASSWORD")
     assert "@postgres:5432/guestgate" in environment["DATABASE_URL"]
     assert environment["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+
+
+def test_the_calls_focus_is_livekit_and_its_jwt_service_which_guestgate_is_given():
+    livekit, jwt = SERVICES["livekit"], SERVICES["livekit-jwt"]
+    assert livekit["image"].startswith("livekit/livekit-server:")
+    assert jwt["image"].startswith("ghcr.io/element-hq/lk-jwt-service:")
+    keys = livekit["environment"]["LIVEKIT_KEYS"]
+    assert "${LIVEKIT_KEY" in keys and "${LIVEKIT_SECRET" in keys
+    assert set(jwt["environment"]) == {
+        "LIVEKIT_URL",
+        "LIVEKIT_KEY",
+        "LIVEKIT_SECRET",
+        "LIVEKIT_FULL_ACCESS_HOMESERVERS",
+    }
+    for name in ("LIVEKIT_KEY", "LIVEKIT_SECRET"):
+        assert jwt["environment"][name].startswith("${" + name)
+    # Browsers call the JWT service, so GuestGate is given its public URL, not a compose name.
+    focus = SERVICES["web"]["environment"]["GUESTGATE_LIVEKIT_SERVICE_URLS"]
+    assert focus.startswith("${LIVEKIT_JWT_PUBLIC_URL")
+    assert "7882:7882/udp" in livekit["ports"]
 
 
 def test_exactly_one_beat():

@@ -471,3 +471,199 @@ def test_all_rooms_ready():
     _room("!ready", "Team call", CallRoom.Status.READY, [])
 
     assert doctor.check_call_rooms() == Outcome(True, "1 call room(s), all ready for guests")
+
+
+# -- The call: its focus (LiveKit JWT services) and delayed events --------------------------
+
+GUEST_SENDER = "@guestgate:guests.example.org"
+OPENID = f"POST /_matrix/client/v3/user/{GUEST_SENDER}/openid/request_token"
+VERSIONS = "GET /_matrix/client/versions"
+ORIGIN = "https://guestgate.example.org"
+
+
+class _JwtService(BaseHTTPRequestHandler):
+    """Just enough of lk-jwt-service: the CORS preflight and ``POST /sfu/get``, as told by
+    ``behaviour``; it records what it was sent."""
+
+    behaviour: ClassVar[dict[str, object]] = {}
+    received: ClassVar[list[tuple[str, dict[str, str], dict]]] = []
+
+    def do_OPTIONS(self) -> None:
+        if self.path != "/sfu/get":
+            self._reply(404, {})
+            return
+        cors = self.behaviour.get("cors", True)
+        self._reply(405 if not cors else 200, {}, cors=bool(cors))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.received.append((self.path, dict(self.headers), body))
+        grant = self.behaviour.get(
+            "grant", (200, {"url": "wss://livekit.example.org", "jwt": "e30.e30.sig"})
+        )
+        assert isinstance(grant, tuple)
+        status, answer = grant
+        self._reply(status, answer, cors=bool(self.behaviour.get("cors", True)))
+
+    def _reply(self, status: int, body: dict, *, cors: bool = False) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        if cors:  # what lk-jwt-service sends: any origin, POST, the headers EC uses
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Methods", "POST")
+            self.send_header("Access-Control-Allow-Headers", "Accept, Content-Type")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def jwt_service(settings) -> Iterator[type[_JwtService]]:
+    """A JWT service stand-in, configured as GuestGate's only focus."""
+    handler = type("Handler", (_JwtService,), {"behaviour": {}, "received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.RTC_TRANSPORTS = [{"type": "livekit", "livekit_service_url": url}]
+    settings.PUBLIC_URL = ORIGIN
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def guest_openid(homeserver) -> None:
+    """The guest homeserver gives its appservice's user an OpenID token."""
+    homeserver[WHOAMI] = (200, {"user_id": GUEST_SENDER})
+    homeserver[OPENID] = (
+        200,
+        {
+            "access_token": "openid-token-doctor-test",
+            "token_type": "Bearer",
+            "matrix_server_name": "guests.example.org",
+            "expires_in": 3600,
+        },
+    )
+
+
+def test_no_jwt_service_means_the_embedded_call_cannot_start_and_says_what_to_set(settings):
+    settings.RTC_TRANSPORTS = []
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert "no LiveKit JWT service is configured" in outcome.message
+    assert "GUESTGATE_LIVEKIT_SERVICE_URLS" in outcome.fix_hint
+
+
+def test_no_jwt_service_is_fine_when_the_call_opens_elsewhere(settings):
+    settings.RTC_TRANSPORTS = []
+    settings.CALL_MODE = "link"
+
+    assert doctor.check_call_focus().ok is True
+
+
+@pytest.mark.usefixtures("guest_openid")
+def test_a_jwt_service_that_answers_cors_and_grants_a_token_passes(jwt_service):
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is True, outcome
+    [(path, headers, body)] = jwt_service.received
+    assert path == "/sfu/get"
+    assert headers["Origin"] == ORIGIN
+    assert body["openid_token"]["access_token"] == "openid-token-doctor-test"
+    assert body["openid_token"]["matrix_server_name"] == "guests.example.org"
+    assert body["device_id"] == doctor.DOCTOR_DEVICE_ID
+    assert body["room"] == "!guestgate-doctor:example.org"
+
+
+@pytest.mark.usefixtures("guest_openid")
+def test_an_unreachable_jwt_service_is_named_with_what_to_check(settings):
+    url = _closed_port_url()
+    settings.RTC_TRANSPORTS = [{"type": "livekit", "livekit_service_url": url}]
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert outcome.message.startswith(f"the LiveKit JWT service at {url} does not answer")
+    assert "GUESTGATE_LIVEKIT_SERVICE_URLS" in outcome.fix_hint
+
+
+@pytest.mark.usefixtures("guest_openid")
+def test_a_jwt_service_without_cors_for_guestgate_is_caught_before_any_token(jwt_service):
+    jwt_service.behaviour["cors"] = False
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert "does not allow calls from GuestGate's origin (CORS preflight: HTTP 405" in (
+        outcome.message
+    )
+    assert "pass OPTIONS through" in outcome.fix_hint and ORIGIN in outcome.fix_hint
+    assert jwt_service.received == []
+
+
+@pytest.mark.usefixtures("guest_openid")
+def test_a_jwt_service_refusing_the_guest_servers_token_points_at_federation(jwt_service):
+    jwt_service.behaviour["grant"] = (
+        401,
+        {"errcode": "M_UNAUTHORIZED", "error": "The request could not be authorised."},
+    )
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert "refused the guest homeserver's OpenID token (401 M_UNAUTHORIZED" in outcome.message
+    assert "guests.example.org" in outcome.fix_hint and "federation" in outcome.fix_hint
+
+
+@pytest.mark.usefixtures("guest_openid")
+def test_a_jwt_service_answering_200_without_a_jwt_is_a_failure(jwt_service):
+    jwt_service.behaviour["grant"] = (200, {"url": "wss://livekit.example.org"})
+
+    assert doctor.check_call_focus().ok is False
+
+
+def test_no_openid_token_from_the_guest_homeserver_is_a_failure(homeserver, jwt_service):
+    homeserver[WHOAMI] = (200, {"user_id": GUEST_SENDER})
+    homeserver[OPENID] = (403, {"errcode": "M_FORBIDDEN", "error": "nope"})
+
+    outcome = doctor.check_call_focus()
+
+    assert outcome.ok is False
+    assert "gave no OpenID token: 403 M_FORBIDDEN" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("features", "warned"),
+    [({"org.matrix.msc4140": True}, False), ({}, True), ({"org.matrix.msc4140": False}, True)],
+)
+def test_a_guest_homeserver_without_delayed_events_is_warned_about(homeserver, features, warned):
+    homeserver[VERSIONS] = (200, {"versions": ["v1.12"], "unstable_features": features})
+
+    outcome = doctor.check_delayed_events()
+
+    assert outcome.ok is True
+    assert ("stay in the call for 4 hours" in outcome.message) is warned
+    assert ("max_event_delay_duration" in outcome.fix_hint) is warned
+
+
+def test_a_warning_passes_and_shows_its_fix(monkeypatch):
+    monkeypatch.setattr(
+        doctor, "CHECKS", (Check("one", lambda: doctor.warned("could be better", "do this")),)
+    )
+
+    output, failed = doctor_output()
+
+    assert not failed
+    assert output.splitlines() == [
+        "! one  could be better",
+        "       fix: do this",
+        "Everything GuestGate needs works.",
+    ]

@@ -23,7 +23,19 @@ pytestmark = pytest.mark.django_db
 
 
 class _Versions(BaseHTTPRequestHandler):
-    """Just enough of a homeserver: GET /_matrix/client/versions."""
+    """Just enough of a homeserver (GET /_matrix/client/versions) and of a LiveKit JWT
+    service (the CORS preflight of POST /sfu/get, as lk-jwt-service answers it)."""
+
+    def do_OPTIONS(self) -> None:
+        if self.path != "/sfu/get":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "POST")
+        self.send_header("Access-Control-Allow-Headers", "Accept, Content-Type")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_GET(self) -> None:
         if self.path != "/_matrix/client/versions":
@@ -81,6 +93,7 @@ def both_homeservers_up(settings, homeserver_url: str) -> None:
     settings.GUEST_HS_URL = homeserver_url
     settings.MAIN_HS_URL = homeserver_url
     worker_heard()  # and a worker running
+    settings.RTC_TRANSPORTS = [{"type": "livekit", "livekit_service_url": homeserver_url}]
 
 
 def healthz(client: Client) -> tuple[int, dict]:
@@ -102,6 +115,7 @@ def test_everything_answering_is_ok_with_200_and_a_sentence_per_check(client: Cl
         "guest_homeserver",
         "main_homeserver",
         "appservice_pushes",
+        "call_focus",
     }
     for check in body["checks"].values():
         assert check["ok"] is True
@@ -259,3 +273,52 @@ def test_a_worker_silent_for_three_heartbeats_is_taken_for_dead(
     assert status == 503
     assert dead["checks"]["worker"]["ok"] is False
     assert dead["checks"]["worker"]["detail"].startswith("no Celery worker heard for 0:01:4")
+
+
+# -- The call's focus ----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("both_homeservers_up")
+def test_no_jwt_service_makes_it_degraded_as_the_call_in_the_lobby_cannot_start(
+    client: Client, settings
+) -> None:
+    settings.RTC_TRANSPORTS = []
+
+    status, body = healthz(client)
+
+    assert status == 503 and body["status"] == "degraded"
+    focus = body["checks"]["call_focus"]
+    assert focus["ok"] is False
+    assert focus["detail"] == "no LiveKit JWT service configured: the call cannot start"
+
+
+@pytest.mark.usefixtures("both_homeservers_up")
+def test_no_jwt_service_is_ok_when_the_call_opens_elsewhere(client: Client, settings) -> None:
+    settings.RTC_TRANSPORTS = []
+    settings.CALL_MODE = "link"
+
+    status, body = healthz(client)
+
+    assert status == 200 and body["checks"]["call_focus"]["ok"] is True
+
+
+@pytest.mark.usefixtures("both_homeservers_up")
+def test_a_jwt_service_that_is_not_one_or_does_not_answer_is_said_without_its_url(
+    client: Client, settings, homeserver_url: str, closed_port_url: str
+) -> None:
+    settings.RTC_TRANSPORTS = [
+        {"type": "livekit", "livekit_service_url": f"{homeserver_url}/elsewhere"},
+        {"type": "livekit", "livekit_service_url": closed_port_url},
+    ]
+
+    _, body = healthz(client)
+    first = body["checks"]["call_focus"]["detail"]
+    settings.RTC_TRANSPORTS = settings.RTC_TRANSPORTS[1:]
+    _, body = healthz(client)
+    second = body["checks"]["call_focus"]["detail"]
+
+    assert first == "JWT service 1 has no /sfu/get (HTTP 404 to the preflight)"
+    assert (
+        second == "JWT service 1 does not answer (could not reach the JWT service (ConnectError))"
+    )
+    assert "127.0.0.1" not in first + second

@@ -30,6 +30,7 @@ def room(make_room: MakeRoom) -> CallRoom:
             "invite": 10,
             "kick": 50,
             "ban": 60,
+            "events": {"m.room.power_levels": 100},  # as Synapse sets it
             "users": {MODERATOR: 50, DOORKEEPER: 10, "@guestgate:main.test": 50},
         },
     )
@@ -57,7 +58,12 @@ def signed_in(matrix_id: str, *, superuser: bool = False) -> Client:
     ("who", "rights"),
     [
         (OWNER, ALL),
-        (MODERATOR, RoomRights(approve=True, deny=True, ban=False, set_join_rule=True)),
+        (
+            MODERATOR,
+            RoomRights(
+                approve=True, deny=True, ban=False, set_join_rule=True, let_guests_join_call=False
+            ),
+        ),
         (DOORKEEPER, RoomRights(approve=True, deny=False, ban=False, set_join_rule=False)),
         (OUTSIDER, NONE),
     ],

@@ -2,6 +2,10 @@
 
 Run by ``make run`` so a newcomer sees the whole flow at once. Idempotent: the moderator and
 the room are made once (kept in the pair's ``demo.json``); each run prints a fresh link.
+
+The room is made as a call room should be: the current room version, join rule knock, and
+guests (level 0) allowed to send their call membership (CALL-LAB §6). A demo room made before
+that rule is mended by its moderator (the bot's level 50 is not enough to change permissions).
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from devtools.localpair import LocalPair, configured_pair
 from matrix import (
+    CALL_MEMBER_EVENT,
     Forbidden,
     MatrixClient,
     NotFound,
     UserInUse,
     register_with_shared_secret,
+)
+from rooms.call_levels import (
+    POWER_LEVELS_EVENT,
+    call_level,
+    power_levels_letting_guests_join,
 )
 from rooms.call_rooms import call_room_register
 from rooms.invite_links import invite_link_create, invite_url
@@ -28,6 +38,8 @@ from rooms.qr_codes import qr_text
 from rooms.selectors import call_room_problems
 
 MODERATOR = "moderator"
+#: The newest stable room version (Synapse's default is older): creators outrank everyone.
+ROOM_VERSION = "12"
 
 
 class Command(BaseCommand):
@@ -44,6 +56,7 @@ class Command(BaseCommand):
             room_id = demo.get("room_id")
             if not room_id or not _bot_in_room(client, room_id, pair):
                 room_id = _create_room(pair, client)
+            _let_guests_join_call(client, room_id)
             demo["room_id"] = room_id
             demo_file.write_text(json.dumps(demo, indent=2))
             client.logout()
@@ -93,5 +106,18 @@ def _bot_id(pair: LocalPair) -> str:
 def _create_room(pair: LocalPair, client: MatrixClient) -> str:
     bot_id = _bot_id(pair)
     return client.create_room(
-        name="Demo call", join_rule="knock", invite=[bot_id], power_level_users={bot_id: 50}
+        name="Demo call",
+        join_rule="knock",
+        invite=[bot_id],
+        power_level_users={bot_id: 50},
+        power_level_events={CALL_MEMBER_EVENT: 0},
+        room_version=ROOM_VERSION,
     )
+
+
+def _let_guests_join_call(client: MatrixClient, room_id: str) -> None:
+    """Mend a demo room made before guests were let into calls (the moderator may)."""
+    if call_level(client.power_levels(room_id)).guests_may_join:
+        return
+    content = client.state_event(room_id, POWER_LEVELS_EVENT) or {}
+    client.set_state(room_id, POWER_LEVELS_EVENT, power_levels_letting_guests_join(content))

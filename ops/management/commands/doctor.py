@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ops.doctor import run_all
 
 _MARK = {True: "✓", False: "✗", None: "\u2013"}  # en dash: not checked
+_WARNING = "!"  # passes, with a fix worth making
 
 
 class Command(BaseCommand):
@@ -24,12 +25,15 @@ class Command(BaseCommand):
         results = run_all()
         width = max(len(label) for label, _ in results)
         for label, outcome in results:
-            line = f"{_MARK[outcome.ok]} {label:<{width}}  {outcome.message}"
+            warning = outcome.ok is True and bool(outcome.fix_hint)
+            mark = _WARNING if warning else _MARK[outcome.ok]
+            line = f"{mark} {label:<{width}}  {outcome.message}"
             if outcome.ok is False:
                 self.stdout.write(self.style.ERROR(line))
-                self.stdout.write(f"  {'':<{width}}  fix: {outcome.fix_hint}")
             else:
-                self.stdout.write(line)
+                self.stdout.write(self.style.WARNING(line) if warning else line)
+            if outcome.fix_hint and (outcome.ok is False or warning):
+                self.stdout.write(f"  {'':<{width}}  fix: {outcome.fix_hint}")
         failures = sum(1 for _, outcome in results if outcome.ok is False)
         unchecked = sum(1 for _, outcome in results if outcome.ok is None)
         if failures:
