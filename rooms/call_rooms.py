@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -218,10 +219,16 @@ def _call_problems(levels: PowerLevels, bot_id: str) -> list[dict[str, object]]:
     ]
 
 
+# ASCII digits only: str.isdigit also takes "²" and "①", which int() refuses.
+_ROOM_VERSION_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 def _supports_knock(room_version: str | None) -> bool:
     if room_version is None:
         return True  # unknown: the knock itself will tell
-    return not room_version.isdigit() or int(room_version) >= 7
+    if not _ROOM_VERSION_NUMBER.fullmatch(room_version):
+        return True  # an unstable or future version ("org.matrix.hydra.11")
+    return int(room_version) >= 7
 
 
 def _moderator_names(bot: MatrixClient, room_id: str, levels: PowerLevels) -> list[str]:
