@@ -84,7 +84,7 @@ class FocusHandler(BaseHTTPRequestHandler):
     server: FocusServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines carry nothing useful; tokens travel in bodies, never logged
 
     def _cors(self) -> None:
@@ -106,16 +106,16 @@ class FocusHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_OPTIONS(self) -> None:  # noqa: N802
+    def do_OPTIONS(self) -> None:
         self._answer(HTTPStatus.NO_CONTENT)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/healthz":
             self._answer(HTTPStatus.OK, {"status": "ok"})
             return
         self._answer(HTTPStatus.NOT_FOUND, {"errcode": "M_NOT_FOUND", "error": "no such path"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if self.path.rstrip("/") != "/sfu/get":

@@ -96,7 +96,8 @@ class OpenIdToken:
     expires_in: int
 
     def __repr__(self) -> str:
-        return f"OpenIdToken(matrix_server_name={self.matrix_server_name!r}, access_token='<hidden>')"
+        server = self.matrix_server_name
+        return f"OpenIdToken(matrix_server_name={server!r}, access_token='<hidden>')"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,13 +29,13 @@ import httpx
 
 from devtools.localpair import LocalHomeserver, LocalPair
 from devtools.localpair.admin import local_admin_token
-from devtools.localpair.focus import focus_down, focus_up
 from devtools.localpair.config import (
     ServerFiles,
     authority_files,
     server_files,
     write_pair_config,
 )
+from devtools.localpair.focus import focus_down, focus_up
 
 _LOCK_FILE_NAME = "homeservers.lock"
 _STOP_GRACE_SECONDS = 15.0
