@@ -324,19 +324,26 @@ class Call {
   }
 }
 
-/** Whether the room encrypts: this host has no crypto, and a call in it would be silent. */
+/** Whether the room encrypts: this host has no crypto, and a call in it would be silent.
+ *
+ * Also waits until the guest homeserver has the room: the lobby hears "joined" from main,
+ * and the guest's own server may finish the remote join a moment later ("not in room"). */
 async function roomIsEncrypted(session) {
   const client = createClient({
     baseUrl: session.homeserverUrl,
     accessToken: session.accessToken,
     userId: session.userId,
   });
-  try {
-    await client.getStateEvent(session.roomId, "m.room.encryption", "");
-    return true;
-  } catch (error) {
-    if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") return false;
-    throw error;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await client.getStateEvent(session.roomId, "m.room.encryption", "");
+      return true;
+    } catch (error) {
+      if (!(error instanceof MatrixError)) throw error;
+      if (error.errcode === "M_NOT_FOUND") return false;
+      if (error.errcode !== "M_FORBIDDEN" || attempt >= 40) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
   }
 }
 
@@ -365,6 +372,7 @@ function host(root) {
         return;
       }
     } catch (error) {
+      console.warn("GuestGate: could not read the room's encryption", error);
       show(failed);
       return;
     }
@@ -386,7 +394,11 @@ function host(root) {
       },
     });
     show(container);
-    call.start().catch(() => show(failed));
+    container.scrollIntoView({ block: "nearest" });
+    call.start().catch((error) => {
+      console.warn("GuestGate: the call did not start", error);
+      show(failed);
+    });
   }
 
   function stop() {

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Browser, FrameLocator, Page, expect
 
+from accounts.expiry import accounts_claim_due
+from accounts.models import GuestAccount
 from matrix import CALL_MEMBER_EVENT, MatrixClient
+from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve
 from tests.waiting import wait_for
@@ -30,7 +35,9 @@ LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 @pytest.fixture
 def guest_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(permissions=["camera", "microphone"])
-    yield context.new_page()
+    page = context.new_page()
+    page.on("console", lambda m: print("console:", m.text[:400]) if "GuestGate" in m.text else None)
+    yield page
     context.close()
 
 
@@ -52,19 +59,104 @@ def call_membership(main_bot: MatrixClient, room_id: str, user_id: str, device_i
     return main_bot.state_event(room_id, CALL_MEMBER_EVENT, f"_{user_id}_{device_id}_m.call")
 
 
-def test_explore(
-    guest_page: Page, guestgate_web: str, invite_token: str, call_room: CallRoom,
+def in_the_call(page: Page) -> None:
+    """Element Call's call view: its hang-up button is there (no lobby, no "Join" to click)."""
+    expect(the_call(page).get_by_test_id("incall_leave")).to_be_visible(timeout=LIVE)
+
+
+def the_guest_device(page: Page) -> tuple[str, str]:
+    session = page.evaluate("JSON.parse(document.getElementById('session-json').textContent)")
+    return session["userId"], session["deviceId"]
+
+
+def let_in(page: Page, guestgate_web: str, invite_token: str, name: str) -> None:
+    ask_to_join(page, guestgate_web, invite_token, name)
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
+
+
+def test_a_let_in_guest_is_in_the_call_without_a_click_and_hangs_up_and_rejoins(
+    guest_page: Page,
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
     main_bot: MatrixClient,
 ) -> None:
     page = guest_page
-    page.on("console", lambda m: print("console:", m.type, m.text[:300]))
-    ask_to_join(page, guestgate_web, invite_token, "Alice")
-    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
-    expect(page.locator("#call-frame")).to_be_visible(timeout=LIVE)
-    page.wait_for_timeout(8000)
-    page.screenshot(path="var/test-screens/call-explore.png")
-    frame = page.frame(name=None, url=re.compile(r"/call/"))
-    print(frame and frame.evaluate("Array.from(document.querySelectorAll('button,[role=button]')).map(b => (b.getAttribute('aria-label')||'') + '|' + b.textContent + '|' + (b.dataset.testid||'')).join('\\n')"))
-    print(page.locator("#call").get_attribute("data-refused-capabilities"))
-    request = JoinRequest.objects.get()
-    print(request.user_id, main_bot.state_event(call_room.room_id, CALL_MEMBER_EVENT, f"_{request.user_id}_" ))
+    let_in(page, guestgate_web, invite_token, "Alice")
+
+    in_the_call(page)
+    expect(page.get_by_text("Call mode: embedded")).to_be_visible()
+    user_id, device_id = the_guest_device(page)
+    membership = wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id),
+        what="the guest's call membership on main",
+    )
+    assert membership["device_id"] == device_id
+    assert membership["application"] == "m.call"
+    assert page.locator("#call").get_attribute("data-refused-capabilities") is None
+
+    # EC keeps its controls moving (a footer that hides itself): never "stable" for a click.
+    the_call(page).get_by_test_id("incall_leave").dispatch_event("click")
+
+    expect(page.get_by_text("You left the call.")).to_be_visible(timeout=LIVE)
+    expect(page.locator("#call-frame")).to_have_count(0)
+    wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id) == {},
+        what="the guest's call membership on main to end",
+    )
+
+    page.get_by_role("button", name="Rejoin").click()
+
+    in_the_call(page)
+    wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id),
+        what="the guest back in the call on main",
+    )
+
+
+def test_a_guest_who_closes_the_tab_leaves_the_call_by_the_delayed_leave(
+    guest_page: Page,
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    main_bot: MatrixClient,
+) -> None:
+    page = guest_page
+    let_in(page, guestgate_web, invite_token, "Bob")
+    in_the_call(page)
+    user_id, device_id = the_guest_device(page)
+    wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id),
+        what="the guest's call membership on main",
+    )
+
+    page.close()  # no hang-up: only the leave EC scheduled on the guest homeserver remains
+
+    # EC's delayed leave is 18 s, restarted every 4 s (CALL-LAB §7); then federation to main.
+    wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id) == {},
+        what="the delayed leave to reach main",
+        timeout=60,
+    )
+
+
+def test_the_lobby_ends_the_call_when_the_guest_pass_expires(
+    guest_page: Page, guestgate_web: str, invite_token: str, call_room: CallRoom
+) -> None:
+    page = guest_page
+    let_in(page, guestgate_web, invite_token, "Carol")
+    in_the_call(page)
+
+    # What beat does every minute, for an account made due: the real worker expires it.
+    account = JoinRequest.objects.get().guest
+    assert account is not None
+    GuestAccount.objects.filter(pk=account.pk).update(
+        created_at=timezone.now() - account.policy.account_lifetime - timedelta(minutes=1)
+    )
+    for batch in accounts_claim_due():
+        expire_accounts.delay(batch)
+
+    expect(page.get_by_role("heading", level=2)).to_have_text(
+        "This guest pass has expired", timeout=LIVE
+    )
+    expect(page.locator("#call-frame")).to_have_count(0)
