@@ -160,3 +160,99 @@ def test_the_lobby_ends_the_call_when_the_guest_pass_expires(
         "This guest pass has expired", timeout=LIVE
     )
     expect(page.locator("#call-frame")).to_have_count(0)
+
+
+# A widget that asks for more than a call needs, speaking the widget API by hand (postMessage):
+# it answers the host's requests and records the host's answers to its own.
+GREEDY_WIDGET = """<!doctype html><html><body><script>
+const params = new URLSearchParams(location.hash.slice(2));
+const widgetId = params.get("widgetId");
+const roomId = params.get("roomId");
+const userId = params.get("userId");
+const deviceId = params.get("deviceId");
+window.results = {};
+window.granted = null;
+const waiting = {};
+let next = 0;
+function ask(action, data) {
+  const requestId = "greedy-" + next++;
+  window.parent.postMessage({ api: "fromWidget", widgetId, requestId, action, data }, "*");
+  return new Promise((resolve) => { waiting[requestId] = resolve; });
+}
+window.addEventListener("message", async (event) => {
+  const message = event.data;
+  if (!message || message.widgetId !== widgetId) return;
+  if (message.api === "fromWidget" && message.response && waiting[message.requestId]) {
+    waiting[message.requestId](message.response);
+    return;
+  }
+  if (message.api !== "toWidget") return;
+  let response = {};
+  if (message.action === "supported_api_versions") {
+    response = { supported_versions: ["0.0.1", "0.0.2", "org.matrix.msc2762",
+      "org.matrix.msc2871", "org.matrix.msc3819", "org.matrix.msc2876"] };
+  } else if (message.action === "capabilities") {
+    response = { capabilities: [
+      "org.matrix.msc2762.timeline:" + roomId,
+      "org.matrix.msc2762.timeline:!another:example.org",
+      "org.matrix.msc2762.send.event:m.room.message",
+      "org.matrix.msc2762.receive.state_event:m.room.member",
+      "org.matrix.msc3819.send.to_device:io.element.call.encryption_keys",
+      "org.matrix.msc2762.send.state_event:org.matrix.msc3401.call.member#@someone:example.org",
+    ] };
+  } else if (message.action === "notify_capabilities") {
+    window.granted = message.data.approved;
+  }
+  window.parent.postMessage({ ...message, response }, "*");
+  if (message.action === "notify_capabilities") {
+    window.results.message = await ask("send_event",
+      { type: "m.room.message", content: { msgtype: "m.text", body: "spam" }, room_id: roomId });
+    window.results.otherRoom = await ask("org.matrix.msc2876.read_events",
+      { type: "m.room.member", state_key: true, room_ids: ["!another:example.org"] });
+    window.results.toStranger = await ask("send_to_device", { type:
+      "io.element.call.encryption_keys", encrypted: false,
+      messages: { "@stranger:example.org": { "*": { keys: [] } } } });
+    window.results.otherState = await ask("send_event", { type:
+      "org.matrix.msc3401.call.member", state_key: "@someone:example.org", content: {} });
+  }
+});
+window.parent.postMessage({ api: "fromWidget", widgetId, requestId: "loaded",
+  action: "content_loaded", data: {} }, "*");
+</script></body></html>"""
+
+
+def test_the_lobby_refuses_a_widget_what_a_call_does_not_need(
+    guest_page: Page, guestgate_web: str, invite_token: str, call_room: CallRoom
+) -> None:
+    page = guest_page
+    page.route(
+        "**/call/greedy.html",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=GREEDY_WIDGET),
+    )
+    ask_to_join(page, guestgate_web, invite_token, "Mallory")
+    # The host frames this widget instead of Element Call (the same origin, as EC's would be).
+    page.locator("#call").evaluate("call => call.dataset.callUrl = '/call/greedy.html'")
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
+
+    widget = page.frame_locator("#call-frame").locator("body")
+    wait_for(
+        lambda: widget.evaluate("() => window.results.otherState"),
+        what="the widget's last request answered",
+        timeout=LIVE / 1000,
+    )
+    granted = widget.evaluate("() => window.granted")
+    results = widget.evaluate("() => window.results")
+
+    assert sorted(granted) == sorted(
+        [
+            f"org.matrix.msc2762.timeline:{call_room.room_id}",
+            "org.matrix.msc2762.receive.state_event:m.room.member",
+            "org.matrix.msc3819.send.to_device:io.element.call.encryption_keys",
+        ]
+    )
+    refused = page.locator("#call").get_attribute("data-refused-capabilities") or ""
+    assert "m.room.message" in refused and "!another:example.org" in refused
+    assert "error" in results["message"]
+    assert "error" in results["otherRoom"]
+    assert "error" in results["toStranger"]
+    assert "error" in results["otherState"]
