@@ -3,21 +3,37 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The front end (Element Call's embedded build and the lobby's call host): built into build/
+# when npm exists; without it GuestGate runs with the call as a link (GUESTGATE_CALL_MODE).
+FRONTEND := build/.built
 
-.PHONY: run test lint format bench homeservers-down clean
+.PHONY: run test lint format bench homeservers-down clean frontend
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory $(FRONTEND)
 	touch $(STAMP)
 
+$(FRONTEND): package.json package-lock.json frontend/build.mjs frontend/call-host.js
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && npm run --silent build && \
+		$(PY) -m whitenoise.compress --quiet build && touch $(FRONTEND); \
+	else \
+		echo "npm is not installed: the call opens as a link (GUESTGATE_CALL_MODE=link)."; \
+		echo "For Element Call embedded in the lobby, install Node.js 20 and npm, then: make frontend"; \
+	fi
+
+## frontend: (re)build Element Call's embedded build and the lobby's call host into build/
+frontend: $(STAMP) $(FRONTEND)
+
 ## run: GuestGate with the local homeserver pair, a Celery worker and beat (Ctrl-C stops all)
-run: $(STAMP)
+run: $(STAMP) $(FRONTEND)
 	GUESTGATE_DEBUG=true $(PY) -m devtools devstack
 
 ## test: the whole suite, against the real local homeserver pair
-test: $(STAMP)
+test: $(STAMP) $(FRONTEND)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff (lint and format), mypy and the import contracts (pyproject.toml)

@@ -252,6 +252,38 @@ RTC_TRANSPORTS = [
     for url in env_list("GUESTGATE_LIVEKIT_SERVICE_URLS", [])
 ]
 
+# The call in the lobby. ``embedded``: Element Call's embedded build, served by GuestGate under
+# /call/ and hosted by the lobby as a widget (DESIGN "The call"); ``link``: the lobby offers
+# CALL_URL_TEMPLATE and the session hand-over only. Embedded by default when the front end is
+# built (``make``, which needs npm: frontend/build.mjs writes FRONTEND_BUILD_DIR).
+FRONTEND_BUILD_DIR = Path(env_str("GUESTGATE_FRONTEND_BUILD_DIR", str(BASE_DIR / "build")))
+CALL_BUILD_DIR = FRONTEND_BUILD_DIR / "root" / "call"
+_FRONTEND_BUILT = (CALL_BUILD_DIR / "index.html").exists() and (
+    FRONTEND_BUILD_DIR / "static" / "guestgate" / "call-host.js"
+).exists()
+CALL_MODE = env_str("GUESTGATE_CALL_MODE", "embedded" if _FRONTEND_BUILT else "link")
+if CALL_MODE not in ("embedded", "link"):
+    raise ImproperlyConfiguredEnv(f"GUESTGATE_CALL_MODE={CALL_MODE!r}: use embedded or link")
+if CALL_MODE == "embedded" and not _FRONTEND_BUILT:
+    raise ImproperlyConfiguredEnv(
+        f"GUESTGATE_CALL_MODE=embedded, but {FRONTEND_BUILD_DIR} has no front end: "
+        "install Node.js 20 and npm, then run `make frontend`"
+    )
+if _FRONTEND_BUILT:
+    STATICFILES_DIRS.append(FRONTEND_BUILD_DIR / "static")
+    # WhiteNoise serves build/root at the site's root: Element Call at /call/, its hashed
+    # assets cached for a year, precompressed (.gz/.br next to each file).
+    WHITENOISE_ROOT = FRONTEND_BUILD_DIR / "root"
+    WHITENOISE_IMMUTABLE_FILE_TEST = r"^/call/assets/"
+# Element Call's origin: empty for GuestGate's own (ops/security.py gives /call/ its policy),
+# or e.g. https://call.guests.example.org, a name for the same GuestGate (or a copy of
+# build/root): EC then cannot read the lobby's storage (CALL-LAB §10; README "How it works").
+CALL_ORIGIN = env_str("GUESTGATE_CALL_ORIGIN", "").rstrip("/")
+CALL_INDEX_URL = f"{CALL_ORIGIN}/call/index.html"
+# The LiveKit servers the call connects to (wss://… and https://…), for /call/'s CSP: the JWT
+# service hands them out, so they cannot be learnt in advance.
+LIVEKIT_URLS = [url.rstrip("/") for url in env_list("GUESTGATE_LIVEKIT_URLS", [])]
+
 # The main homeserver: where the call rooms are, with GuestGate's bot (appservice sender).
 MAIN_HS_URL = env_str("MAIN_HS_URL").rstrip("/")
 MAIN_HS_SERVER_NAME = env_str("MAIN_HS_SERVER_NAME")

@@ -15,6 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.services import guest_account_seen
 from ops.clientaddress import client_address
 from ops.ratelimit import Limit, Verdict, rate_limit_hit, rate_limits_hit
+from ops.security import HEADER as CSP_HEADER
+from ops.security import lobby_policy
+from rooms.call_host import call_page_context
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
 from rooms.live import changes
@@ -135,11 +138,19 @@ def _own_join_request(request: HttpRequest, public_id: str) -> JoinRequest:
 def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
     state = lobby_state(_own_join_request(request, str(public_id)))
     session_json = json.dumps(state["session"], indent=2) if state["session"] else ""
-    return render(
+    response = render(
         request,
         "guest/lobby.html",
-        {"state": state, "public_id": public_id, "session_json": session_json},
+        {
+            "state": state,
+            "public_id": public_id,
+            "session_json": session_json,
+            "call": call_page_context(),
+        },
     )
+    # The lobby hosts the call: it talks to the guest homeserver and frames Element Call.
+    response[CSP_HEADER] = lobby_policy()
+    return response
 
 
 @require_GET

@@ -65,6 +65,8 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
         if session is None:  # the account ended after the guest was let in
             status = Status.EXPIRED
     message = str(_MESSAGES[status])
+    if status == Status.JOINED and settings.CALL_MODE == "embedded":
+        message = gettext("The call is below, in this page.")
     if status == Status.PROVISIONING and join_request.attempts:
         message = gettext("The server is slow to answer; still trying…")
     if status == Status.PROVISIONING and not workers_running():

@@ -53,12 +53,22 @@ class LocalPair:
     guest: LocalHomeserver
     main: LocalHomeserver
     appservice_url: str  # where main pushes transactions: GuestGate itself
+    rtc_focus_port: int  # devtools.rtcfocus: the call's JWT service (an lk-jwt-service look-alike)
+    livekit_port: int  # its "LiveKit": accepts connections and stays silent (CALL-LAB §4)
     guest_user_prefix: str = GUEST_USER_PREFIX
     bot_localpart: str = BOT_LOCALPART
 
     @property
     def servers(self) -> tuple[LocalHomeserver, LocalHomeserver]:
         return (self.guest, self.main)
+
+    @property
+    def rtc_focus_url(self) -> str:
+        return f"http://127.0.0.1:{self.rtc_focus_port}"
+
+    @property
+    def livekit_url(self) -> str:
+        return f"ws://127.0.0.1:{self.livekit_port}"
 
     @property
     def admin_token_file(self) -> Path:
@@ -78,6 +88,8 @@ class LocalPair:
             "MAIN_HS_TOKEN": self.main.hs_token,
             "MAIN_BOT_LOCALPART": self.bot_localpart,
             "GUESTGATE_PUBLIC_URL": self.appservice_url,
+            "GUESTGATE_LIVEKIT_SERVICE_URLS": self.rtc_focus_url,
+            "GUESTGATE_LIVEKIT_URLS": self.livekit_url,
         }
 
 
@@ -104,7 +116,8 @@ def local_pair(profile: str, root: Path) -> LocalPair:
     """Describe the pair of ``profile`` under ``root``, creating its secrets on first use.
 
     Ports can be moved with ``GUESTGATE_LOCAL_PORT_BASE`` (client ports are base+81/82,
-    federation ports base+481/482) and ``GUESTGATE_LOCAL_APPSERVICE_PORT``.
+    federation ports base+481/482, the call's focus base+83 and its silent LiveKit base+84)
+    and ``GUESTGATE_LOCAL_APPSERVICE_PORT``.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown local pair profile {profile!r}; use one of {sorted(PROFILES)}")
@@ -131,6 +144,8 @@ def local_pair(profile: str, root: Path) -> LocalPair:
         guest=server("guest", 1),
         main=server("main", 2),
         appservice_url=f"http://127.0.0.1:{as_port}",
+        rtc_focus_port=base + 83,
+        livekit_port=base + 84,
     )
 
 

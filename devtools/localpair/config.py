@@ -106,7 +106,26 @@ def write_server_config(
     ensure_leaf_certificate(files, authority)
     _write_yaml(files.log_config, log_config(files))
     _write_yaml(files.appservice, appservice_registration(pair, server))
-    _write_yaml(files.config, homeserver_config(server, files, authority))
+    config = homeserver_config(server, files, authority)
+    if server.role == "guest":
+        config.update(guest_call_settings(pair.rtc_focus_url))
+    _write_yaml(files.config, config)
+
+
+def guest_call_settings(livekit_service_url: str) -> dict[str, Any]:
+    """What calls need of the guest server (CALL-LAB §5, §7); the deploy template has the same.
+
+    Delayed events (MSC4140): Element Call schedules its own leave and keeps postponing it, so
+    a guest who closes the tab leaves the call seconds later instead of staying a "ghost" for
+    the membership's 4 hours. MSC4143: the server names the call's focus (its JWT service).
+    """
+    return {
+        "max_event_delay_duration": "24h",
+        "experimental_features": {"msc4143_enabled": True},
+        "matrix_rtc": {
+            "transports": [{"type": "livekit", "livekit_service_url": livekit_service_url}]
+        },
+    }
 
 
 def homeserver_config(

@@ -35,6 +35,7 @@ from devtools.localpair.config import (
     server_files,
     write_pair_config,
 )
+from devtools.localpair.focus import focus_down, focus_up
 
 _LOCK_FILE_NAME = "homeservers.lock"
 _STOP_GRACE_SECONDS = 15.0
@@ -164,6 +165,7 @@ def up(pair: LocalPair, timeout: float = 60.0) -> PairStatus:
             pids.update(started)
             _wait_until_ready(pair, pids, deadline)
             local_admin_token(pair.guest)  # GUEST_ADMIN_TOKEN_FILE of devtools.settings
+            focus_up(pair)  # the call's focus: the guest homeserver's MSC4143 transport
         except BaseException:
             # Leave nothing half-started behind; the original error is the one to report.
             with contextlib.suppress(LocalPairError):
@@ -189,6 +191,8 @@ def down(
     """
     with _lock(pair, time.monotonic() + timeout):
         stopped = _stop_pids(pair, [server for server in pair.servers if server.role in roles])
+        if "guest" in roles:
+            focus_down(pair)
         return _status(pair, changed=tuple(stopped.items()))
 
 

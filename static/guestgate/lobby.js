@@ -42,6 +42,8 @@
       : "";
     document.getElementById("call-link").href = state.call_url || "#";
     document.title = state.title + " – " + state.room_name;
+    // The call's host (call-host.js, embedded mode) starts and ends the call from this.
+    document.dispatchEvent(new CustomEvent("guestgate:lobby-state", { detail: state }));
   }
 
   async function follow() {

@@ -22,6 +22,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-component-update",
     "--disable-sync",
+    # The embedded call (tests/browser/test_call.py) asks for a camera and a microphone.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 
 

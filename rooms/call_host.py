@@ -1,0 +1,38 @@
+"""What the lobby needs to host the call: Element Call's address, the focus, and the assets to
+fetch while the guest waits (DESIGN "The call"; the host itself is frontend/call-host.js)."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+# EC's index.html names its hashed entry script, module preloads and style sheet.
+_ASSET = re.compile(r'(?:src|href)="\./(assets/[^"]+)"')
+
+
+def call_page_context() -> dict[str, Any]:
+    """The lobby template's ``call``: the mode, and in embedded mode where EC lives, the RTC
+    transports it will ask for, and EC's start-up files, which the lobby prefetches so that
+    "let in" does not wait for them (they are long-cached: hashed names)."""
+    if settings.CALL_MODE != "embedded":
+        return {"mode": "link"}
+    index = Path(settings.CALL_BUILD_DIR) / "index.html"
+    return {
+        "mode": "embedded",
+        "url": settings.CALL_INDEX_URL,
+        "transports": json.dumps(settings.RTC_TRANSPORTS),
+        "prefetch": [
+            f"{settings.CALL_ORIGIN}/call/{asset}"
+            for asset in _startup_assets(index, index.stat().st_mtime_ns)
+        ],
+    }
+
+
+@cache
+def _startup_assets(index: Path, mtime_ns: int) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_ASSET.findall(index.read_text(encoding="utf-8"))))
