@@ -227,21 +227,6 @@ class MatrixClient:
         )
         return required_str(body, "user_id", path)
 
-    def openid_token(self, user_id: str) -> OpenIdToken:
-        """A token that proves to a third party (the call's focus) who ``user_id`` is; the
-        party checks it with the homeserver over federation.
-
-        Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3useruseridopenidrequest_token
-        """
-        path = client_path("user", user_id, "openid", "request_token")
-        body = self._request("POST", path, body={})
-        expires_in = body.get("expires_in")
-        return OpenIdToken(
-            access_token=required_str(body, "access_token", path),
-            matrix_server_name=required_str(body, "matrix_server_name", path),
-            expires_in=expires_in if isinstance(expires_in, int) else 0,
-        )
-
     def username_available(self, localpart: str) -> bool:
         """Whether anyone may register `localpart` here (checked, not reserved).
 

@@ -87,19 +87,6 @@ class Session:
         )
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class OpenIdToken:
-    """An OpenID token (MSC1960), as Element Call hands it to its JWT service. Hidden in reprs."""
-
-    access_token: str
-    matrix_server_name: str
-    expires_in: int
-
-    def __repr__(self) -> str:
-        server = self.matrix_server_name
-        return f"OpenIdToken(matrix_server_name={server!r}, access_token='<hidden>')"
-
-
 @dataclass(frozen=True, slots=True)
 class Member:
     """A user's membership of a room (``m.room.member`` state).
