@@ -15,6 +15,8 @@ from django.utils import timezone
 from accounts.models import GuestAccount, RetentionPolicy
 from matrix import CALL_MEMBER_EVENT
 from matrix.appservice import RoomEvent
+from ops.metrics import metrics_exposition
+from rooms import membership
 from rooms.calls import (
     CallDevice,
     accounts_left_call_due,
@@ -24,7 +26,16 @@ from rooms.calls import (
     guests_in_call_count,
 )
 from rooms.membership import appservice_transaction_receive, pushed_events_apply
-from rooms.models import CallPresence, CallRoom, CallStatus, JoinRequest, MembershipEvent
+from rooms.models import (
+    AuditEntry,
+    CallPresence,
+    CallRoom,
+    CallStatus,
+    JoinRequest,
+    MembershipEvent,
+)
+from rooms.selectors import lobby_state
+from rooms.transitions import By, join_request_removed
 
 GUEST = f"@{settings.GUEST_USER_PREFIX}ann_1:{settings.GUEST_HS_SERVER_NAME}"
 CALL = {"application": "m.call", "device_id": "DEV", "membershipID": "m1", "expires": 14_400_000}
@@ -167,6 +178,7 @@ def test_a_guest_joins_and_leaves_the_call(let_in: JoinRequest) -> None:
     status = call_of(let_in)
     assert status.state == CallStatus.IN_CALL and about(status.since, joined)
     assert guests_in_call_count() == 1
+    assert "guestgate_guests_in_call 1.0" in metrics_exposition("")[0].decode()
     push(event({}, ts=ms(left)))
 
     status = call_of(let_in)
@@ -235,3 +247,40 @@ def test_left_call_retention_is_off_by_default_and_waits_for_every_device(
 
     push(event(CALL, state_key=f"_{GUEST}_OTHER_m.call", ts=ms(now - timedelta(minutes=1))))
     assert not accounts_left_call_due(policy, now).exists()  # back in the call
+
+
+@pytest.mark.django_db
+def test_a_guest_removed_from_the_call_is_told_and_loses_the_call(let_in: JoinRequest) -> None:
+    assert join_request_removed(
+        let_in, by=By("@mona:main.test", "Wrong meeting"), reason="Wrong meeting"
+    )
+    assert not join_request_removed(let_in, by=By("@mona:main.test"))  # once
+
+    state = lobby_state(JoinRequest.objects.select_related("room", "guest").get(pk=let_in.pk))
+    assert (state["status"], state["title"], state["reason"]) == (
+        "removed",
+        "You were removed from the call",
+        "Wrong meeting",
+    )
+    assert state["session"] is None and state["call_url"] is None
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.REMOVED).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_call_event_that_fails_to_apply_is_kept_and_applied_by_the_next_run(
+    let_in: JoinRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = membership.call_presence_apply
+
+    def failing(event: MembershipEvent) -> None:
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(membership, "call_presence_apply", failing)
+    push(event(CALL, ts=ms(timezone.now())))
+    stored = MembershipEvent.objects.get()
+    assert (stored.applied_at, stored.apply_attempts) == (None, 1)
+    assert call_of(let_in).state == CallStatus.NOT_JOINED
+
+    monkeypatch.setattr(membership, "call_presence_apply", real)
+    assert pushed_events_apply() == 1
+    assert call_of(let_in).state == CallStatus.IN_CALL
