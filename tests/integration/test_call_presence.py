@@ -23,7 +23,7 @@ from accounts.expiry import accounts_claim_due
 from accounts.models import GuestAccount
 from accounts.services import default_policy
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
-from matrix import CALL_MEMBER_EVENT, MatrixClient, UnknownToken
+from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient, UnknownToken
 from rooms.calls import guests_in_call_count
 from rooms.expiry import LEFT_CALL, expire_accounts
 from rooms.models import (
@@ -94,6 +94,17 @@ def ann(guest: GuestBrowser, invite_token: str) -> Iterator[InTheRoom]:
     join_request_approve(join_request, moderator="@mona:main")
     session = guest.wait_for("joined")["session"]
     person = InTheRoom(join_request, session)
+
+    def joined_on_the_guest_server() -> bool:
+        # The lobby may say "joined" from main's push of the join a moment before the guest's
+        # own server has finished the join (send_join answered, not yet stored there).
+        try:
+            member = person.client.member(session["roomId"], session["userId"])
+        except Forbidden:  # "not in room" there yet
+            return False
+        return member is not None and member.membership == "join"
+
+    wait_for(joined_on_the_guest_server, what="Ann's join finished on the guest server")
     yield person
     person.client.close()
 
