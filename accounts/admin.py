@@ -18,6 +18,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         "is_default",
         "account_lifetime",
         "idle_timeout",
+        "left_call_timeout",
         "erase_on_expiry",
         "return_window",
         "record_retention",

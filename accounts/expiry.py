@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
@@ -32,10 +32,22 @@ logger = logging.getLogger(__name__)
 Status = GuestAccount.Status
 
 
-def accounts_claim_due(*, now: datetime | None = None, limit: int | None = None) -> list[list[int]]:
-    """Claim up to ``limit`` due accounts (GUESTGATE_EXPIRY_SWEEP_LIMIT), and stuck claims;
-    batches of ids to expire. The limit is high so that a backlog is cleared in one sweep,
-    not one small slice a minute."""
+@dataclass(frozen=True)
+class DueRule:
+    """Another reason for a policy's accounts to end, which needs what ``accounts`` does not
+    know (``rooms.expiry`` passes "left the call"): the live accounts due by it, and the
+    ``expiry_reason`` recorded for them."""
+
+    reason: str
+    due: Callable[[RetentionPolicy, datetime], QuerySet[GuestAccount]]
+
+
+def accounts_claim_due(
+    *, now: datetime | None = None, limit: int | None = None, rules: Sequence[DueRule] = ()
+) -> list[list[int]]:
+    """Claim up to ``limit`` due accounts (GUESTGATE_EXPIRY_SWEEP_LIMIT) by their policy and
+    by ``rules``, and stuck claims; batches of ids to expire. The limit is high so that a
+    backlog is cleared in one sweep, not one small slice a minute."""
     now = now or timezone.now()
     limit = settings.EXPIRY_SWEEP_LIMIT if limit is None else limit
     claim = uuid.uuid4().hex
@@ -50,6 +62,17 @@ def accounts_claim_due(*, now: datetime | None = None, limit: int | None = None)
                 expiring_since=now,
                 expiry_claim=claim,
             )
+        for rule in rules:
+            ids = list(rule.due(policy, now).values_list("pk", flat=True)[: max(remaining, 0)])
+            if ids:
+                remaining -= move_guest_accounts(
+                    ids,
+                    from_=LIVE_OR_FAILED,
+                    to=Status.EXPIRING,
+                    expiring_since=now,
+                    expiry_claim=claim,
+                    expiry_reason=rule.reason,
+                )
     move_guest_accounts(
         GuestAccount.objects.filter(_stuck(now)),
         from_=[Status.EXPIRING],
@@ -171,6 +194,8 @@ def guest_account_deactivate(account: GuestAccount, appservice: MatrixClient) ->
 
 
 def _reason(account: GuestAccount, now: datetime) -> str:
+    if account.expiry_reason:  # claimed by a DueRule, which said why
+        return account.expiry_reason
     if now - account.created_at > account.policy.account_lifetime:
         return "lifetime"
     return "idle" if account.policy.idle_timeout is not None else "expired"

@@ -25,6 +25,13 @@ class RetentionPolicy(models.Model):
         "membership change in the room. Empty: never. (A guest quietly in a call for longer "
         "with the lobby closed counts as idle.)",
     )
+    left_call_timeout = models.DurationField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="…or this long after the guest left the call (every device of theirs) and "
+        "did not come back. Empty: never.",
+    )
     erase_on_expiry = models.BooleanField(
         default=True, help_text="Erase the display name and profile on the guest homeserver."
     )

@@ -33,6 +33,11 @@ urlpatterns = [
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
     path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
     path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),
+    path(
+        "moderator/requests/<int:pk>/remove-from-call",
+        dashboard_views.remove_from_call,
+        name="moderator-remove-from-call",
+    ),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/rooms", api.RoomList.as_view(), name="api-rooms"),
     path(
@@ -54,6 +59,12 @@ urlpatterns = [
     path("api/v1/join-requests/<int:pk>/approve", api.Approve.as_view(), name="api-approve"),
     path("api/v1/join-requests/<int:pk>/deny", api.Deny.as_view(), name="api-deny"),
     path("api/v1/join-requests/<int:pk>/ban", api.Ban.as_view(), name="api-ban"),
+    path(
+        "api/v1/join-requests/<int:pk>/remove-from-call",
+        api.RemoveFromCall.as_view(),
+        name="api-remove-from-call",
+    ),
+    path("api/v1/rooms/<int:pk>/let-in", api.RoomGuestsLetIn.as_view(), name="api-let-in"),
     # Any other address under /api/ (an unknown path, an id that is not a number): JSON too.
     re_path(r"^api/", api_not_found),
     path("j/<str:token>", guest_views.join, name="join"),

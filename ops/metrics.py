@@ -33,6 +33,7 @@ from guestgate.celery import app
 from ops import stepstats
 from ops.clientaddress import came_through_untrusted_proxy, client_address
 from ops.health import broker_probe
+from rooms.calls import guests_in_call_count
 from rooms.membership import MAX_APPLY_ATTEMPTS
 from rooms.models import (
     AppserviceTransaction,
@@ -169,6 +170,13 @@ def _database_metrics() -> Iterator[Metric]:
             "Seconds since the main homeserver last pushed a transaction (absent: never).",
             value=max(0.0, (timezone.now() - pushes["last"]).total_seconds()),
         )
+
+    yield GaugeMetricFamily(
+        "guestgate_guests_in_call",
+        "Let-in guests with at least one device in a room's call now (MatrixRTC membership on "
+        "main, as pushed).",
+        value=guests_in_call_count(),
+    )
 
     now = timezone.now()
     active_links = InviteLink.objects.filter(

@@ -27,11 +27,16 @@ from rooms.invite_links import (
     invite_link_token_matches,
     invite_url,
 )
-from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
-from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
+from rooms.models import AuditEntry, CallRoom, CallStatus, InviteLink, JoinRequest
+from rooms.moderation import (
+    join_request_approve,
+    join_request_deny,
+    join_request_remove_from_call,
+    join_requests_approve_all,
+)
 from rooms.permissions import RoomRights, actor_name, room_visible_to
 from rooms.qr_codes import qr_png, qr_svg
-from rooms.selectors import room_audit, room_queue, rooms_for_moderator
+from rooms.selectors import room_audit, room_guests_let_in, room_queue, rooms_for_moderator
 
 
 def _room(request: Request, pk: int) -> tuple[CallRoom, RoomRights]:
@@ -128,9 +133,21 @@ class RoomList(APIView):
         return Response(self.RoomOutput(rooms_for_moderator(request.user), many=True).data)
 
 
+class CallOutput(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=[CallStatus.IN_CALL, CallStatus.LEFT, CallStatus.NOT_JOINED],
+        help_text="In the call now (a device of theirs), left it, or not joined it yet.",
+    )
+    since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="In the call: since when; left: when the last device left; else null.",
+    )
+
+
 class JoinRequestOutput(serializers.ModelSerializer):
     is_guest = serializers.SerializerMethodField()
     invite_link = serializers.CharField(source="invite_link.label", default="")
+    call = CallOutput(read_only=True)
 
     class Meta:
         model = JoinRequest
@@ -143,6 +160,7 @@ class JoinRequestOutput(serializers.ModelSerializer):
             "reason",
             "decided_by",
             "invite_link",
+            "call",
             "created_at",
             "updated_at",
         ]
@@ -158,6 +176,16 @@ class RoomJoinRequestList(APIView):
     def get(self, request: Request, pk: int) -> Response:
         room, _ = _room(request, pk)
         return Response(JoinRequestOutput(room_queue(room), many=True).data)
+
+
+class RoomGuestsLetIn(APIView):
+    @extend_schema(
+        responses={200: JoinRequestOutput(many=True), **_NAMED},
+        summary="Who was let in (or removed from the call), and whether they are in the call",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        room, _ = _room(request, pk)
+        return Response(JoinRequestOutput(room_guests_let_in(room), many=True).data)
 
 
 class Approve(APIView):
@@ -201,6 +229,23 @@ class Deny(APIView):
 
 class Ban(Deny):
     ban = True
+
+
+class RemoveFromCall(APIView):
+    @extend_schema(
+        request={"application/json": DenyInput},
+        responses={200: JoinRequestOutput, **error_responses(400, 403, 404, 409, 415, 502, 503)},
+        summary="Remove a let-in guest from the call (kick); the reason reaches their lobby",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        join_request = _join_request(request, pk, "deny")
+        data = DenyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        join_request_remove_from_call(
+            join_request, moderator=actor_name(request.user), reason=data.validated_data["reason"]
+        )
+        join_request.refresh_from_db()
+        return Response(JoinRequestOutput(join_request).data)
 
 
 class ApproveAll(APIView):

@@ -27,7 +27,12 @@ from rooms.call_rooms import (
 )
 from rooms.live import changes
 from rooms.models import CallRoom, JoinRequest
-from rooms.moderation import join_request_approve, join_request_deny, join_requests_approve_all
+from rooms.moderation import (
+    join_request_approve,
+    join_request_deny,
+    join_request_remove_from_call,
+    join_requests_approve_all,
+)
 from rooms.moderators import SignInRefused, moderator_sign_in
 from rooms.permissions import actor_name, room_for, room_rights
 from rooms.selectors import (
@@ -168,7 +173,12 @@ def room_queue_live(request: HttpRequest, pk: int) -> JsonResponse:
 def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
     room, rights = room_for(request, join_request.room_id)
-    allowed = {"approve": rights.approve, "deny": rights.deny, "ban": rights.ban}[decision]
+    allowed = {
+        "approve": rights.approve,
+        "deny": rights.deny,
+        "ban": rights.ban,
+        "remove": rights.deny,  # a kick, like a denial
+    }[decision]
     if not allowed:
         messages.error(request, gettext("Your power level in this room does not allow that."))
         return redirect("moderator-room", pk=room.pk)
@@ -176,6 +186,10 @@ def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     try:
         if decision == "approve":
             join_request_approve(join_request, moderator=actor_name(request.user))
+        elif decision == "remove":
+            join_request_remove_from_call(
+                join_request, moderator=actor_name(request.user), reason=reason
+            )
         else:
             join_request_deny(
                 join_request,
@@ -210,6 +224,12 @@ def deny(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def ban(request: HttpRequest, pk: int) -> HttpResponse:
     return _decide(request, pk, "ban")
+
+
+@login_required
+@require_POST
+def remove_from_call(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, "remove")
 
 
 @login_required

@@ -1,10 +1,12 @@
 """Guest accounts expire by their retention policy: the sweep, and what it does in rooms.
 
-Every minute the sweep claims due accounts (``accounts.expiry``) and hands them to workers in
-batches. Expiring one account: close its open join requests (their lobbies say "expired"),
-kick a knock of theirs still pending on main (a deactivated knocker would otherwise stay in
-the moderators' queue: MATRIX-LAB P7), then deactivate it on the guest homeserver. Each step
-is safe to repeat. Hourly, GuestGate's records of people are purged by their policy.
+Every minute the sweep claims due accounts (``accounts.expiry``; also, where the policy says
+so, those whose guest left the call and did not come back: ``rooms.calls``) and hands them to
+workers in batches. Expiring one account: close its open join requests (their lobbies say
+"expired"), kick a knock of theirs still pending on main (a deactivated knocker would
+otherwise stay in the moderators' queue: MATRIX-LAB P7), then deactivate it on the guest
+homeserver. Each step is safe to repeat. Hourly, GuestGate's records of people are purged by
+their policy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.expiry import (
+    DueRule,
     account_expiry_step,
     accounts_claim_due,
     accounts_expiry_started,
@@ -29,6 +32,7 @@ from accounts.expiry import (
 from accounts.models import GuestAccount, RetentionPolicy
 from guestgate import homeservers
 from guestgate.retrying import run_retrying
+from rooms.calls import accounts_left_call_due
 from rooms.models import AuditEntry, CallRoom, JoinRequest
 from rooms.transitions import join_request_expired
 
@@ -107,10 +111,15 @@ def records_purge(*, now: datetime | None = None) -> Purge:
     return Purge(join_requests=requests, audit_entries=entries, accounts=accounts)
 
 
+#: A policy's ``left_call_timeout``: the guest left the call and did not come back in time.
+LEFT_CALL = DueRule(reason="left call", due=accounts_left_call_due)
+
+
 @shared_task
 def sweep_expired_accounts() -> int:
-    """Every minute: claim due accounts and hand them to workers in batches."""
-    batches = accounts_claim_due()
+    """Every minute: claim due accounts (by their policy, and those whose guest left the call
+    long enough ago) and hand them to workers in batches."""
+    batches = accounts_claim_due(rules=[LEFT_CALL])
     for batch in batches:
         expire_accounts.delay(batch)
     return sum(len(batch) for batch in batches)

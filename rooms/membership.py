@@ -2,7 +2,8 @@
 
 Main's room state is the truth about a knock (DESIGN.md): GuestGate follows the room's
 membership events, whoever made them (GuestGate's bot for a moderator, or anyone in a Matrix
-client), and keeps each call room's name and power levels current.
+client), and keeps each call room's name and power levels current. It also follows who of its
+guests is in the room's call (``rooms.calls``): their call member events take the same path.
 
 A push is stored first and answered at once; its membership events are then applied by a task,
 each exactly once (by event id: transaction ids repeat after a restart of main on SQLite), in
@@ -29,6 +30,7 @@ from guestgate import homeservers
 from guestgate.retrying import run_retrying, send_after_commit
 from matrix import MatrixError
 from matrix.appservice import RoomEvent
+from rooms.calls import call_event_row, call_presence_apply, call_presences_close
 from rooms.joining import join_after_commit
 from rooms.models import AppserviceTransaction, AuditEntry, CallRoom, JoinRequest, MembershipEvent
 from rooms.provisioning import withdraw_knock_after_commit
@@ -41,6 +43,7 @@ from rooms.transitions import (
     join_request_invited,
     join_request_joined,
     join_request_knocked,
+    join_request_removed,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
     or applied again. Only inserts happen here, so the homeserver gets its answer fast.
     """
     members = [_membership_row(event) for event in events if event.membership is not None]
+    members += [row for event in events if (row := call_event_row(event)) is not None]
     room_state = [event for event in events if event.type in _ROOM_STATE and event.state_key == ""]
     with transaction.atomic():
         # Events first, then the log row: the order in which the rest of GuestGate (and a
@@ -120,7 +124,10 @@ def _apply_one(pk: int) -> int:
         # What the event says, then its claim, in one transaction: the join request's tables
         # are locked before the events' like everywhere else in GuestGate (no deadlock). An
         # applier that comes second waits for the first at the claim, then undoes its own.
-        join_requests_follow_membership([event])
+        if event.type == MembershipEvent.MEMBER:
+            join_requests_follow_membership([event])
+        else:
+            call_presence_apply(event)
         if not MembershipEvent.objects.filter(pk=pk, applied_at__isnull=True).update(
             applied_at=timezone.now()
         ):
@@ -254,6 +261,8 @@ def join_requests_follow_membership(events: Sequence[MembershipEvent]) -> None:
         if join_request is None:
             if event.membership == "knock":
                 _knock_without_request(event)
+            elif event.membership in ("leave", "ban") and event.sender != event.user_id:
+                _removed_in_a_matrix_client(event)
             continue
         if not _older_than(event, join_request):
             _follow(join_request, event)
@@ -263,6 +272,8 @@ def _keep_guest_name(event: MembershipEvent) -> None:
     """A guest holds their own access token (the lobby hands it over) and could rename
     themselves, dropping the guest suffix or copying a moderator's name; main shows every
     member the new name. GuestGate puts the name it gave them back."""
+    if event.type != MembershipEvent.MEMBER:
+        return
     if event.membership != "join" or event.sender != event.user_id:
         return
     account = GuestAccount.objects.filter(user_id=event.user_id, status__in=LIVE).first()
@@ -290,6 +301,26 @@ def restore_guest_name(self: Task, account_id: int, room_id: str) -> None:
         lambda: guest_name_restore(account, room_id),
         on_give_up=lambda error: logger.error("guest %s keeps a name not theirs", account),
     )
+
+
+def _removed_in_a_matrix_client(event: MembershipEvent) -> None:
+    """A let-in guest kicked or banned on main by a moderator in a Matrix client: removed from
+    the call, as with GuestGate's button. (The kick of GuestGate's bot is that button's:
+    ``rooms.moderation`` records it with the moderator's name.)"""
+    if event.sender == homeservers.main_bot_user_id():
+        return
+    join_request = (
+        JoinRequest.objects.filter(room__room_id=event.room_id, user_id=event.user_id)
+        .order_by("-created_at")
+        .first()
+    )
+    if join_request is None or join_request.status != Status.JOINED:
+        return
+    if _older_than(event, join_request):
+        return
+    by = By(event.sender, event.reason, via_guestgate=False)
+    if join_request_removed(join_request, by=by, reason=event.reason):
+        call_presences_close(join_request)
 
 
 def _knock_without_request(knock: MembershipEvent) -> None:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
 from matrix.types import PowerLevels
@@ -24,14 +28,18 @@ class AppserviceTransaction(models.Model):
 
 
 class MembershipEvent(models.Model):
-    """An ``m.room.member`` event in a room where GuestGate's bot is joined, as pushed by main.
+    """An ``m.room.member`` event in a room where GuestGate's bot is joined, as pushed by main,
+    or a call member event of one of GuestGate's guests (``type``; ``rooms.calls``).
 
     This is the log GuestGate follows to learn about knocks, invites, joins, kicks and bans,
-    whoever made them (GuestGate's buttons or any Matrix client).
+    whoever made them (GuestGate's buttons or any Matrix client), and who is in the call.
     """
+
+    MEMBER = "m.room.member"
 
     event_id = models.CharField(max_length=255, unique=True)
     room_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=64, default=MEMBER)
     user_id = models.CharField(max_length=255)  # the state_key: whose membership changed
     sender = models.CharField(max_length=255)
     membership = models.CharField(max_length=16)
@@ -39,6 +47,9 @@ class MembershipEvent(models.Model):
     reason = models.TextField(blank=True)
     displayname = models.CharField(max_length=255, blank=True)
     origin_server_ts = models.BigIntegerField(null=True)
+    # A call member event, as read when it arrived (rooms.calls): {"devices": [{"device_id",
+    # "in_call", "expires_ts"}], "every_device": bool}. Empty for membership events.
+    call_state = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     # Applied (rooms.membership) once, in the order received; a failure is retried a few times,
     # then left unapplied with its error for an operator (/healthz, /metrics, doctor).
@@ -160,6 +171,7 @@ class JoinRequest(models.Model):
         CANCELLED = "cancelled", gettext_lazy("cancelled")
         FAILED = "failed", gettext_lazy("failed")
         EXPIRED = "expired", gettext_lazy("expired")
+        REMOVED = "removed", gettext_lazy("removed from the call")
 
     OPEN = (Status.PROVISIONING, Status.WAITING, Status.INVITED, Status.JOINING)
 
@@ -203,6 +215,72 @@ class JoinRequest(models.Model):
     def is_open(self) -> bool:
         return self.status in self.OPEN
 
+    @property
+    def call(self) -> CallStatus:
+        """Whether the guest is in the call now (prefetch ``call_presences`` for lists)."""
+        return CallStatus.of(list(self.call_presences.all()), timezone.now())
+
+
+class CallPresence(models.Model):
+    """One device of a guest in a room's call (MatrixRTC), as main's call member events say:
+    when it joined the call, when it left (``rooms.calls`` keeps it current)."""
+
+    join_request = models.ForeignKey(
+        JoinRequest, on_delete=models.CASCADE, related_name="call_presences"
+    )
+    device_id = models.CharField(max_length=255)
+    joined_at = models.DateTimeField(null=True, blank=True)  # this stretch in the call began
+    left_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)  # in the call until, unless renewed
+    # The newest event applied: an older one arriving late changes nothing.
+    event_ts = models.BigIntegerField(null=True, blank=True)
+    event_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["join_request", "device_id"], name="one_call_presence_per_device"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} of {self.join_request_id}"
+
+    def in_call_at(self, moment: datetime) -> bool:
+        return (
+            self.joined_at is not None
+            and self.left_at is None
+            and (self.expires_at is None or self.expires_at > moment)
+        )
+
+    def left_at_or_ran_out(self) -> datetime | None:
+        """When it left the call; a membership that ran out left when it ran out."""
+        return self.left_at or self.expires_at
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """A guest in the call, having left it (``since``: when the last device left), or not
+    joined it yet."""
+
+    IN_CALL = "in_call"
+    LEFT = "left"
+    NOT_JOINED = "not_joined"
+
+    state: str
+    since: datetime | None = None
+
+    @classmethod
+    def of(cls, presences: list[CallPresence], now: datetime) -> CallStatus:
+        joined = [p for p in presences if p.joined_at is not None]
+        in_call = [p for p in joined if p.in_call_at(now)]
+        if in_call:
+            return cls(cls.IN_CALL, min(p.joined_at for p in in_call if p.joined_at))
+        left = [moment for p in joined if (moment := p.left_at_or_ran_out()) is not None]
+        if left:
+            return cls(cls.LEFT, max(left))
+        return cls(cls.NOT_JOINED)
+
 
 class AuditEntry(models.Model):
     """Who knocked, who decided what and when, with the reason: one row per thing that happened.
@@ -219,6 +297,7 @@ class AuditEntry(models.Model):
         CANCELLED = "cancelled", gettext_lazy("cancelled")
         FAILED = "failed", gettext_lazy("failed")
         EXPIRED = "expired", gettext_lazy("expired")
+        REMOVED = "removed", gettext_lazy("removed from the call")
 
     room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="audit_entries")
     join_request = models.ForeignKey(

@@ -1,4 +1,5 @@
-"""Moderators' decisions on join requests: approve (invite), deny (kick), deny and ban (ban).
+"""Moderators' decisions on join requests: approve (invite), deny (kick), deny and ban (ban),
+and removing a let-in guest from the call (kick).
 
 Record, act, record: a decision is first claimed on the row (a conditional UPDATE of
 ``decided_by``), so two moderators clicking at once cause one effect and the other is told
@@ -19,6 +20,7 @@ from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying, send_after_commit
 from matrix import MatrixError
+from rooms.calls import call_presences_close
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.joining import join_after_commit, join_request_join
 from rooms.models import CallRoom, JoinRequest
@@ -28,6 +30,7 @@ from rooms.transitions import (
     join_request_banned,
     join_request_denied,
     join_request_invited,
+    join_request_removed,
 )
 
 Status = JoinRequest.Status
@@ -103,6 +106,31 @@ def join_request_deny(
         raise
     record = join_request_banned if ban else join_request_denied
     record(join_request, decider=moderator, by=By(moderator, reason), reason=reason)
+
+
+class NotInTheRoom(GuestGateError):
+    code = "request.not_joined"
+    status = 409
+
+
+def join_request_remove_from_call(
+    join_request: JoinRequest, *, moderator: str, reason: str = ""
+) -> None:
+    """Take a let-in guest out of the call: GuestGate's bot kicks them from the room on main
+    with the moderator's reason, then the removal is recorded (audited once; the lobby says
+    so and ends the call on the guest's screen). Main's push of the bot's kick adds nothing.
+    A kick that succeeded but was not recorded (the process died) leaves the request "in the
+    call" while the guest is out; removing again kicks nothing and records it."""
+    if join_request.status != Status.JOINED:
+        raise NotInTheRoom(
+            gettext("%(name)s is not in the call room (%(status)s).")
+            % {"name": join_request.display_name, "status": join_request.get_status_display()}
+        )
+    with homeservers.main_bot() as bot:
+        bot.ensure_kicked(join_request.room.room_id, join_request.user_id, reason=reason or None)
+    with transaction.atomic():
+        if join_request_removed(join_request, by=By(moderator, reason), reason=reason):
+            call_presences_close(join_request)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ _TITLES = {
     Status.CANCELLED: gettext_lazy("You left the waiting room"),
     Status.FAILED: gettext_lazy("Something went wrong"),
     Status.EXPIRED: gettext_lazy("This guest pass has expired"),
+    Status.REMOVED: gettext_lazy("You were removed from the call"),
 }
 _MESSAGES = {
     Status.PROVISIONING: gettext_lazy("This takes a moment."),
@@ -49,6 +50,7 @@ _MESSAGES = {
     Status.EXPIRED: gettext_lazy(
         "Guest passes last a limited time. Open the invite link again for a new one."
     ),
+    Status.REMOVED: gettext_lazy("A moderator removed you from the call."),
 }
 
 
@@ -142,15 +144,29 @@ def room_queue(room: CallRoom) -> list[JoinRequest]:
     return list(
         JoinRequest.objects.filter(room=room, status__in=[Status.PROVISIONING, Status.WAITING])
         .select_related("invite_link")
+        .prefetch_related("call_presences")
         .order_by("created_at")
     )
 
 
 def room_recent_decisions(room: CallRoom, *, limit: int = 15) -> list[JoinRequest]:
+    """The latest decided requests, with their devices in the call (``JoinRequest.call``)."""
     return list(
         JoinRequest.objects.filter(room=room)
         .exclude(status__in=[Status.PROVISIONING, Status.WAITING])
+        .prefetch_related("call_presences")
         .order_by("-updated_at")[:limit]
+    )
+
+
+def room_guests_let_in(room: CallRoom) -> list[JoinRequest]:
+    """Who is let in (or was removed from the call), with their devices in the call: the
+    latest request of each, newest first."""
+    return list(
+        JoinRequest.objects.filter(room=room, status__in=[Status.JOINED, Status.REMOVED])
+        .select_related("invite_link")
+        .prefetch_related("call_presences")
+        .order_by("-updated_at")
     )
 
 

@@ -223,3 +223,26 @@ def join_request_note_retry(join_request: JoinRequest) -> None:
         attempts=F("attempts") + 1, version=F("version") + 1, updated_at=timezone.now()
     )
     changes.poke_after_commit()
+
+
+def join_request_removed(join_request: JoinRequest, *, by: By, reason: str = "") -> bool:
+    """A moderator removed the let-in guest from the call (kicked from the room on main); the
+    lobby says so and ends the call on the guest's screen."""
+    return _move(
+        join_request,
+        from_=[Status.JOINED],
+        to=Status.REMOVED,
+        action=AuditEntry.Action.REMOVED,
+        by=by,
+        reason=reason,
+        reason_code="",
+    )
+
+
+def join_request_call_changed(join_request: JoinRequest) -> None:
+    """A device of the guest joined or left the call (no change of status): the dashboards
+    following the room hear of it."""
+    JoinRequest.objects.filter(pk=join_request.pk).update(
+        version=F("version") + 1, updated_at=timezone.now()
+    )
+    changes.poke_after_commit()

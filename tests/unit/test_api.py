@@ -86,7 +86,7 @@ def test_an_outsider_gets_not_found_in_the_envelope(waiting: JoinRequest) -> Non
     assert client.post(f"/api/v1/join-requests/{waiting.pk}/approve").status_code == 404
 
 
-@pytest.mark.parametrize("action", ["deny", "ban"])
+@pytest.mark.parametrize("action", ["deny", "ban", "remove-from-call"])
 def test_too_little_power_is_403_and_changes_nothing(waiting: JoinRequest, action: str) -> None:
     answer = api_client(DOORKEEPER).post(f"/api/v1/join-requests/{waiting.pk}/{action}")
 
@@ -125,6 +125,25 @@ def test_a_decision_already_made_is_a_409(waiting: JoinRequest) -> None:
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "request.already_decided"
     assert "@other:main.test" in answer.json()["error"]["message"]
+
+
+def test_removing_someone_not_let_in_from_the_call_is_a_409(waiting: JoinRequest) -> None:
+    answer = api_client(MODERATOR).post(f"/api/v1/join-requests/{waiting.pk}/remove-from-call")
+
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "request.not_joined"
+    waiting.refresh_from_db()
+    assert waiting.status == "waiting"
+
+
+def test_the_let_in_list_says_who_is_in_the_call(waiting: JoinRequest) -> None:
+    JoinRequest.objects.filter(pk=waiting.pk).update(status=JoinRequest.Status.JOINED)
+
+    let_in = api_client(DOORKEEPER).get(f"/api/v1/rooms/{waiting.room_id}/let-in").json()
+
+    assert [(r["display_name"], r["call"]) for r in let_in] == [
+        ("Alice (Guest)", {"state": "not_joined", "since": None})
+    ]
 
 
 def test_the_audit_log_is_searchable(waiting: JoinRequest) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from accounts.expiry import accounts_claim_due
-from rooms.expiry import accounts_expire_batch
+from rooms.expiry import LEFT_CALL, accounts_expire_batch
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         done = 0
-        while batches := accounts_claim_due():
+        while batches := accounts_claim_due(rules=[LEFT_CALL]):
             for batch in batches:
                 accounts_expire_batch(batch)
                 done += len(batch)
