@@ -7,7 +7,8 @@
   let version = Number(lobby.dataset.version);
   let status = lobby.querySelector(".status").dataset.status;
   // "joined" is not among them: the guest pass still expires, and the page must say so.
-  const finished = new Set(["denied", "banned", "cancelled", "expired"]);
+  const finished = new Set(["denied", "banned", "cancelled", "expired", "removed"]);
+  let message = document.getElementById("status-message").textContent;
 
   function show(state) {
     const section = lobby.querySelector(".status");
@@ -57,10 +58,12 @@
         if (!response.ok) throw new Error("status " + response.status);
         const state = await response.json();
         failures = 0;
-        // The status may change with the same version: a let-in guest's pass expiring.
-        if (state.version !== version || state.status !== status) {
+        // The status may change with the same version (a let-in guest's pass expiring), and
+        // the message too (no worker running while the pass is made).
+        if (state.version !== version || state.status !== status || state.message !== message) {
           version = state.version;
           status = state.status;
+          message = state.message;
           show(state);
         }
       } catch (error) {
