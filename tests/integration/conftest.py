@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from devtools.localpair.config import authority_files
-from tests.jwt_lookalike import JwtLookalike
+from devtools.rtcfocus import Focus, FocusServer
+from ops.callfocus import call_origin
 
 
 @pytest.fixture(autouse=True)
@@ -27,23 +27,21 @@ def guest(guestgate_web: str) -> Iterator[GuestBrowser]:
 
 
 @pytest.fixture
-def jwt_lookalike(homeserver_pair: LocalPair, settings: Any) -> Iterator[type[JwtLookalike]]:
-    """A LiveKit JWT service that checks OpenID tokens with the guest homeserver for real,
-    configured as GuestGate's only focus."""
-    handler = type(
-        "Lookalike",
-        (JwtLookalike,),
-        {
-            "ca_file": str(authority_files(homeserver_pair).certificate),
-            "refuse_from": [],
-            "checked": [],
-        },
+def focus_of_another_server(homeserver_pair: LocalPair, settings: Any) -> Iterator[str]:
+    """The dev focus (devtools.rtcfocus, as ``make run`` runs it) trusting another homeserver
+    than the pair's guest server, configured as GuestGate's only focus: it refuses the guest
+    server's OpenID tokens, as a service that does not reach that server would."""
+    focus = Focus(
+        guest_server_name="elsewhere.test",
+        ca_file=str(authority_files(homeserver_pair).certificate),
+        livekit_url="ws://127.0.0.1:9",
+        origins=[call_origin()],
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = FocusServer(("127.0.0.1", 0), focus)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     settings.RTC_TRANSPORTS = [{"type": "livekit", "livekit_service_url": url}]
-    yield handler
+    yield url
     server.shutdown()
     server.server_close()

@@ -44,9 +44,9 @@ def test_a_profile_is_read_across_federation(
     assert raised.value.errcode == "M_NOT_FOUND"
 
 
-def test_the_doctor_finds_the_local_pair_working(jwt_lookalike: object) -> None:
-    """With a JWT service that checks OpenID tokens for real (tests/jwt_lookalike.py, until
-    the dev focus of ``make run`` takes its place)."""
+def test_the_doctor_finds_the_local_pair_working() -> None:
+    """The call's focus included: the pair's dev focus (devtools.rtcfocus) checks OpenID
+    tokens with the guest homeserver for real."""
     problems = {label: outcome for label, outcome in doctor.run_all() if outcome.ok is not True}
 
     assert problems == {}
