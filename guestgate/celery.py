@@ -56,6 +56,7 @@ app.conf.update(
 app.conf.imports = (
     "accounts.expiry",
     "accounts.spares",
+    "rooms.call_rooms",
     "rooms.expiry",
     "rooms.joining",
     "rooms.membership",

@@ -6,12 +6,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
+from guestgate.retrying import run_retrying
 from matrix import (
     CALL_MEMBER_EVENT,
     Forbidden,
@@ -71,6 +73,20 @@ def call_room_recheck(call_room: CallRoom) -> CallRoom:
     with homeservers.main_bot() as bot:
         check = _check(bot, call_room.room_id)
     return _save(call_room.room_id, check, registered_by=call_room.registered_by)
+
+
+@shared_task(bind=True, max_retries=8)
+def recheck_call_room(self: Task, call_room_pk: int) -> None:
+    """Main pushed a change of a call room's power levels or join rule (its admin, in a Matrix
+    client): check the room again, so that what they fixed lets guests in, and what they broke
+    shows, without anyone pressing "Check again"."""
+    call_room = CallRoom.objects.filter(pk=call_room_pk).first()
+    if call_room is not None:
+        run_retrying(self, lambda: call_room_recheck(call_room), on_give_up=_stays_as_checked)
+
+
+def _stays_as_checked(error: MatrixError) -> None:
+    """Main did not answer in time: the room keeps its last check (the page can check again)."""
 
 
 def call_room_fix_join_rule(call_room: CallRoom) -> CallRoom:

@@ -245,6 +245,25 @@ def test_once_an_admin_has_changed_it_checking_again_makes_the_room_ready(
     assert room_the_bot_may_not_fix.status == CallRoom.Status.READY
 
 
+@pytest.mark.usefixtures("celery_worker")
+def test_an_admins_change_in_a_matrix_client_makes_the_room_ready_without_checking_again(
+    moderator: Person, room_the_bot_may_not_fix: CallRoom
+) -> None:
+    """Main pushes the new power levels; GuestGate checks the room again by itself."""
+    room = room_the_bot_may_not_fix
+    assert room.status == CallRoom.Status.PROBLEM
+    content = moderator.client.state_event(room.room_id, "m.room.power_levels") or {}
+    content["events"] = {**content.get("events", {}), CALL_MEMBER_EVENT: 0}
+    moderator.client.set_state(room.room_id, "m.room.power_levels", content)
+
+    def ready() -> bool:
+        room.refresh_from_db()
+        return room.status == CallRoom.Status.READY
+
+    wait_for(ready, what="the room to be checked again after main's push", timeout=30)
+    assert problem_codes(room) == []
+
+
 # -- OpenID: what a LiveKit JWT service checks a guest with --------------------------------
 
 
