@@ -7,6 +7,9 @@ from guestgate.api import not_found as api_not_found
 from ops import views as ops_views
 from rooms import api, appservice_views, dashboard_views, guest_views, invite_link_views
 
+# A fault while answering: a busy database is a 503 "try again", anything else a plain 500.
+handler500 = "ops.views.server_error"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
