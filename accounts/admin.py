@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -36,12 +35,12 @@ class SuffixInput(forms.TextInput):
 
 
 def _short(field: str, title: str) -> Callable[[RetentionPolicy], str]:
-    """A list column showing a duration as people type it ("1d 12h"); empty as "–"."""
+    """A list column showing a duration as people type it ("1d 12h"); empty as "-"."""
 
     @admin.display(description=title, ordering=field)
     def column(policy: RetentionPolicy) -> str:
         value = getattr(policy, field)
-        return duration_short(value) if isinstance(value, timedelta) else "–"
+        return duration_short(value) if isinstance(value, timedelta) else "-"
 
     return column
 

@@ -56,7 +56,7 @@ class RetentionPolicy(models.Model):
         blank=True,
         default=" (Guest)",
         help_text="Added to every guest's display name, others see it in the call: "
-        "e.g. \" (Guest)\", or \" (Gast)\" for German-speaking calls.",
+        'e.g. " (Guest)", or " (Gast)" for German-speaking calls.',
     )
     max_guests_per_room = models.PositiveIntegerField(
         null=True, blank=True, help_text="Guests at once in one room. Empty: no limit."

@@ -106,7 +106,8 @@ class ShortDurationField(forms.DurationField):
         super().validate(value)
         if self.min_value is not None and value is not None and value < self.min_value:
             raise forms.ValidationError(
-                gettext("Enter at least %(minimum)s.") % {"minimum": duration_short(self.min_value)},
+                gettext("Enter at least %(minimum)s.")
+                % {"minimum": duration_short(self.min_value)},
                 code="min_value",
             )
         if self.max_value is not None and value is not None and value > self.max_value:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from accounts.models import RetentionPolicy
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from matrix import (
@@ -22,7 +23,6 @@ from matrix import (
     PowerLevels,
     RoomInfo,
 )
-from accounts.models import RetentionPolicy
 from rooms import messages
 from rooms.call_levels import (
     POWER_LEVELS_EVENT,

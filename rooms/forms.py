@@ -10,7 +10,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from accounts.displaynames import CleanName, DisplayNameRejected, clean_display_name
 from accounts.models import RetentionPolicy
-from guestgate.durations import ShortDurationField
+from guestgate.durations import ShortDurationField, duration_short
 
 
 class TypedNameField(forms.CharField):
@@ -48,8 +48,24 @@ class JoinForm(forms.Form):
             raise forms.ValidationError(rejected.message, code=rejected.code) from None
 
 
-def _policy_field(*, empty_label: str, help_text: str) -> forms.ModelChoiceField[RetentionPolicy]:
-    return forms.ModelChoiceField(
+def _default_policy() -> RetentionPolicy:
+    return RetentionPolicy.objects.filter(is_default=True).first() or RetentionPolicy(name="-")
+
+
+class PolicyChoiceField(forms.ModelChoiceField):
+    """Policies by name, with what a moderator chooses them for: the mark on guests' names and
+    how long their accounts last."""
+
+    def label_from_instance(self, obj: RetentionPolicy) -> str:
+        return gettext("%(policy)s: names marked “%(suffix)s”, accounts for %(lifetime)s") % {
+            "policy": obj,
+            "suffix": obj.displayname_suffix.strip(),
+            "lifetime": duration_short(obj.account_lifetime),
+        }
+
+
+def _policy_field(*, empty_label: str, help_text: str) -> PolicyChoiceField:
+    return PolicyChoiceField(
         queryset=RetentionPolicy.objects.order_by("-is_default", "name"),
         required=False,
         label=gettext_lazy("Retention policy"),
@@ -100,10 +116,9 @@ class NewLinkForm(forms.Form):
     def __init__(self, *args: Any, room_policy: RetentionPolicy | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["retention_policy"] = _policy_field(
-            empty_label=gettext("The room's policy (%(policy)s)") % {"policy": room_policy},
-            help_text=gettext(
-                "How long guests' accounts last, and the mark added to their names."
-            ),
+            empty_label=gettext("The room's policy (%(policy)s)")
+            % {"policy": (room_policy or _default_policy()).name},
+            help_text=gettext("How long guests' accounts last, and the mark added to their names."),
         )
 
     def clean(self) -> dict[str, Any] | None:
@@ -165,7 +180,7 @@ class RoomSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["retention_policy"] = _policy_field(
             empty_label=gettext("The default policy (%(policy)s)")
-            % {"policy": RetentionPolicy.objects.filter(is_default=True).first() or "–"},
+            % {"policy": _default_policy().name},
             help_text=gettext(
                 "How long the accounts of guests of this room last, and the mark added to their "
                 "names. A link may name a policy of its own."

@@ -165,8 +165,7 @@ def invite_link_restore(link: InviteLink) -> bool:
     token, so posters already up) works again. False if it is too late or was not revoked."""
     recent = timezone.now() - REVOKE_UNDO_WINDOW
     return (
-        InviteLink.objects.filter(pk=link.pk, revoked_at__gte=recent).update(revoked_at=None)
-        == 1
+        InviteLink.objects.filter(pk=link.pk, revoked_at__gte=recent).update(revoked_at=None) == 1
     )
 
 

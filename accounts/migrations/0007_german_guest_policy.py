@@ -4,6 +4,8 @@ Made like the default policy (the same durations), not the default itself; admin
 for a room (the room's settings) or a link. Created only where no policy has that name.
 """
 
+import contextlib
+
 from django.db import migrations, models
 from django.db.models import ProtectedError
 
@@ -29,15 +31,16 @@ def create_german_policy(apps, schema_editor):
                 "max_guests_per_room",
             )
         }
-    RetentionPolicy.objects.create(name=NAME, is_default=False, displayname_suffix=" (Gast)", **copied)
+    RetentionPolicy.objects.create(
+        name=NAME, is_default=False, displayname_suffix=" (Gast)", **copied
+    )
 
 
 def remove_unused_german_policy(apps, schema_editor):
     RetentionPolicy = apps.get_model("accounts", "RetentionPolicy")
-    try:
+    # A room or a link that still names it keeps it.
+    with contextlib.suppress(ProtectedError):
         RetentionPolicy.objects.filter(name=NAME, is_default=False, accounts__isnull=True).delete()
-    except ProtectedError:
-        pass  # a room or a link still names it: it stays
 
 
 class Migration(migrations.Migration):
