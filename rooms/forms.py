@@ -54,10 +54,10 @@ def _default_policy() -> RetentionPolicy:
 
 class PolicyChoiceField(forms.ModelChoiceField):
     """Policies by name, with what a moderator chooses them for: the mark on guests' names and
-    how long their accounts last."""
+    how long their accounts last, short enough for a phone ("Deutsch: “(Gast)”, 1d")."""
 
     def label_from_instance(self, obj: RetentionPolicy) -> str:
-        return gettext("%(policy)s: names marked “%(suffix)s”, accounts for %(lifetime)s") % {
+        return gettext("%(policy)s: “%(suffix)s”, %(lifetime)s") % {
             "policy": obj,
             "suffix": obj.displayname_suffix.strip(),
             "lifetime": duration_short(obj.account_lifetime),

@@ -52,7 +52,7 @@ def test_a_room_made_in_one_step_is_a_ready_call_room_on_main_with_its_link_show
     assert room.name == "Board meeting" and room.registered_by == moderator.user_id
     info = main_bot.room_info(room.room_id)
     assert info.join_rule == "knock" and info.room_version == "12"
-    assert main_bot.state_event(room.room_id, "m.room.topic") == {"topic": "Q4"}
+    assert (main_bot.state_event(room.room_id, "m.room.topic") or {})["topic"] == "Q4"
     levels = main_bot.power_levels(room.room_id)
     assert levels.events[CALL_MEMBER_EVENT] == 0 and levels.users_default == 0
     assert levels.level_of(moderator.user_id) == 100
@@ -95,7 +95,7 @@ def test_main_refusing_to_create_the_room_is_said_and_nothing_is_registered(
 
     answer = create_room(signed_in_as(moderator.user_id), name="Refused")
 
-    assert answer.status_code == 403
+    assert answer.status_code == 502  # main's answer, as a gateway's
     assert "did not create the room" in answer.content.decode()
     assert not CallRoom.objects.exists() and not InviteLink.objects.exists()
 
@@ -135,6 +135,7 @@ def test_a_link_shown_again_has_the_same_address_and_its_token_is_not_stored_in_
     assert token not in "".join(stored) and token.upper() not in "".join(stored)
 
 
+@pytest.mark.usefixtures("celery_worker")
 def test_a_revoked_link_refuses_guests_and_undoing_it_lets_the_same_link_work_again(
     call_room: CallRoom, moderator: Person, guest: GuestBrowser
 ) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
 from guestgate.durations import (
     DurationUnreadable,
@@ -13,6 +16,7 @@ from guestgate.durations import (
     duration_parse,
     duration_short,
 )
+from rooms.models import CallRoom, InviteLink
 
 
 @pytest.mark.parametrize(
@@ -78,3 +82,13 @@ def test_the_field_keeps_to_its_limits() -> None:
         with pytest.raises(ValidationError) as refused:
             field.clean(typed)
         assert said in str(refused.value)
+
+
+def test_the_invite_link_command_takes_a_typed_duration(room: CallRoom) -> None:
+    out = io.StringIO()
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False):
+        call_command("create_invite_link", room.room_id, "--expires-in", "1d 12h", stdout=out)
+
+    assert InviteLink.objects.get().expires_at == datetime(2026, 12, 2, 22, 0, tzinfo=UTC)
+    with pytest.raises(CommandError, match="such as"):
+        call_command("create_invite_link", room.room_id, "--expires-in", "soon")

@@ -180,3 +180,13 @@ def test_a_german_policy_is_offered_with_the_german_suffix(db: None) -> None:
 
     assert german.displayname_suffix == " (Gast)" and not german.is_default
     assert german.account_lifetime == default.account_lifetime
+
+
+def test_a_german_browser_gets_the_room_creation_page_in_german(db: None, settings: Any) -> None:
+    settings.ROOM_CREATORS = [":main.test"]
+
+    page = signed_in(MODERATOR).get(
+        "/moderator/rooms/new", headers={"Accept-Language": "de-DE,de;q=0.9"}
+    )
+
+    assert "Neuer Anrufraum" in page.content.decode() and "Raum erstellen" in page.content.decode()
