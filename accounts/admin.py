@@ -1,14 +1,48 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Field, Q, QuerySet
+from django.db.models import Count, DurationField, Field, Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import format_lazy
 
-from accounts.models import GuestAccount, RetentionPolicy
+from accounts.models import GUEST_SUFFIXES, GuestAccount, RetentionPolicy
 from accounts.selectors import accounts_due_count
+from guestgate.durations import FORMAT_HINT, ShortDurationField, duration_short
+
+
+class SuffixInput(forms.TextInput):
+    """The guest suffix as typed, with the usual ones offered (" (Guest)", " (Gast)", …)."""
+
+    def __init__(self) -> None:
+        super().__init__(attrs={"list": "guest-suffixes"})
+
+    def render(self, *args: Any, **kwargs: Any) -> SafeString:
+        options = format_html_join(
+            "", '<option value="{}">{}</option>', ((value, name) for value, name in GUEST_SUFFIXES)
+        )
+        return format_html(
+            '{}<datalist id="guest-suffixes">{}</datalist>',
+            super().render(*args, **kwargs),
+            options,
+        )
+
+
+def _short(field: str, title: str) -> Callable[[RetentionPolicy], str]:
+    """A list column showing a duration as people type it ("1d 12h"); empty as "-"."""
+
+    @admin.display(description=title, ordering=field)
+    def column(policy: RetentionPolicy) -> str:
+        value = getattr(policy, field)
+        return duration_short(value) if isinstance(value, timedelta) else "-"
+
+    return column
 
 
 @admin.register(RetentionPolicy)
@@ -16,12 +50,13 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "is_default",
-        "account_lifetime",
-        "idle_timeout",
-        "left_call_timeout",
+        _short("account_lifetime", "account lifetime"),
+        _short("idle_timeout", "idle timeout"),
+        _short("left_call_timeout", "left call timeout"),
         "erase_on_expiry",
-        "return_window",
-        "record_retention",
+        _short("return_window", "return window"),
+        _short("record_retention", "record retention"),
+        "displayname_suffix",
         "live_accounts",
     ]
 
@@ -33,6 +68,12 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     ) -> forms.Field | None:
         if db_field.name in self.KEEP_SPACES:
             kwargs["strip"] = False
+        if db_field.name == "displayname_suffix":
+            kwargs["widget"] = SuffixInput()
+        if isinstance(db_field, DurationField):
+            # "2h", "1d 12h" as well as Django's "1 00:00:00"; shown back as "1d".
+            kwargs["form_class"] = ShortDurationField
+            kwargs["help_text"] = format_lazy("{} {}", db_field.help_text, FORMAT_HINT)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RetentionPolicy]:

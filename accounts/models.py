@@ -4,6 +4,14 @@ from datetime import timedelta
 
 from django.db import models
 
+#: Guest suffixes offered to admins: a name others see in the call, so it is the policy's text,
+#: in the language of the call's people, not of whoever reads the page. (The leading space
+#: parts it from the guest's name: "Ida (Gast)".)
+GUEST_SUFFIXES = [
+    (" (Guest)", "English"),
+    (" (Gast)", "Deutsch"),
+]
+
 
 class RetentionPolicy(models.Model):
     """How long guest accounts and GuestGate's records of them live.
@@ -47,7 +55,8 @@ class RetentionPolicy(models.Model):
         max_length=32,
         blank=True,
         default=" (Guest)",
-        help_text="Added to every guest's display name.",
+        help_text="Added to every guest's display name, others see it in the call: "
+        'e.g. " (Guest)", or " (Gast)" for German-speaking calls.',
     )
     max_guests_per_room = models.PositiveIntegerField(
         null=True, blank=True, help_text="Guests at once in one room. Empty: no limit."

@@ -293,6 +293,17 @@ MAIN_BOT_LOCALPART = env_str("MAIN_BOT_LOCALPART") or "guestgate"
 # The `id` of GuestGate's appservice registration on main (the appservice ping API needs it).
 MAIN_APPSERVICE_ID = env_str("MAIN_APPSERVICE_ID", "guestgate-main")
 
+# Who may create call rooms from the dashboard (GuestGate's bot makes them on main): Matrix ids
+# ("@ann:example.org") and server suffixes (":example.org"), comma-separated; empty: nobody.
+# Default: every user of the main homeserver. (README "Creating a call room".)
+ROOM_CREATORS = env_list("GUESTGATE_ROOM_CREATORS", [f":{MAIN_HS_SERVER_NAME}"])
+for _creator in ROOM_CREATORS:
+    if not (_creator.startswith("@") and ":" in _creator) and not _creator.startswith(":"):
+        raise ImproperlyConfiguredEnv(
+            f"GUESTGATE_ROOM_CREATORS: {_creator!r} is neither a Matrix id (@user:server) "
+            "nor a server suffix (:server)"
+        )
+
 # Fernet keys for guest access tokens at rest (newest first); derived from SECRET_KEY if unset.
 GUESTGATE_TOKEN_KEYS = env_list("GUESTGATE_TOKEN_KEYS", [])
 

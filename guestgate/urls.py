@@ -5,7 +5,14 @@ from drf_spectacular.views import SpectacularAPIView
 from guestgate import views
 from guestgate.api import not_found as api_not_found
 from ops import views as ops_views
-from rooms import api, appservice_views, dashboard_views, guest_views, invite_link_views
+from rooms import (
+    api,
+    appservice_views,
+    dashboard_views,
+    guest_views,
+    invite_link_views,
+    room_views,
+)
 
 # A fault while answering: a busy database is a 503 "try again", anything else a plain 500.
 handler500 = "ops.views.server_error"
@@ -20,7 +27,13 @@ urlpatterns = [
     path("moderator/sign-in", dashboard_views.sign_in, name="moderator-login"),
     path("moderator/sign-out", dashboard_views.sign_out, name="moderator-logout"),
     path("moderator/rooms", dashboard_views.room_register, name="moderator-room-register"),
+    path("moderator/rooms/new", room_views.room_new, name="moderator-room-new"),
     path("moderator/rooms/<int:pk>", dashboard_views.room_detail, name="moderator-room"),
+    path(
+        "moderator/rooms/<int:pk>/settings",
+        room_views.room_settings,
+        name="moderator-room-settings",
+    ),
     path("moderator/rooms/<int:pk>/queue", dashboard_views.room_queue_live, name="moderator-queue"),
     path(
         "moderator/rooms/<int:pk>/approve-all",
@@ -30,7 +43,13 @@ urlpatterns = [
     path("moderator/rooms/<int:pk>/check", dashboard_views.room_check, name="moderator-check"),
     path("moderator/rooms/<int:pk>/audit", dashboard_views.audit, name="moderator-audit"),
     path("moderator/rooms/<int:pk>/links", invite_link_views.links, name="moderator-links"),
+    path("moderator/links/<int:pk>", invite_link_views.link, name="moderator-link"),
     path("moderator/links/<int:pk>/revoke", invite_link_views.revoke, name="moderator-link-revoke"),
+    path(
+        "moderator/links/<int:pk>/restore",
+        invite_link_views.restore,
+        name="moderator-link-restore",
+    ),
     path("moderator/links/<int:pk>/qr.<str:kind>", invite_link_views.qr, name="moderator-link-qr"),
     path("moderator/links/<int:pk>/poster", invite_link_views.poster, name="moderator-link-poster"),
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),

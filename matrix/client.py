@@ -624,12 +624,17 @@ class MatrixClient:
         power_level_events: Mapping[str, int] | None = None,
         preset: str = "private_chat",
         room_version: str | None = None,
+        topic: str | None = None,
+        power_level_content_override: Mapping[str, Any] | None = None,
     ) -> str:
-        """Create a room (for the demo and the tests).
+        """Create a room (GuestGate's call rooms made in one step; the demo; the tests).
 
         `power_level_users` and `power_level_events` (the level each event type needs) are
         merged into the room's power levels after creation, so the creator keeps its own level
-        whatever the room version's rules for creators are.
+        whatever the room version's rules for creators are. `power_level_content_override`
+        replaces whole top-level keys of the first power levels (e.g. ``{"invite": 50}``; the
+        spec's semantics: a key given here replaces the preset's, so ``events`` belongs in
+        `power_level_events`).
 
         Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom
 
@@ -646,6 +651,10 @@ class MatrixClient:
         }
         if room_version is not None:
             request["room_version"] = room_version
+        if topic:
+            request["topic"] = topic
+        if power_level_content_override:
+            request["power_level_content_override"] = dict(power_level_content_override)
         path = client_path("createRoom")
         room_id = required_str(self._request("POST", path, body=request), "room_id", path)
         if power_level_users or power_level_events:

@@ -1,4 +1,5 @@
-"""Registering call rooms of the main homeserver with GuestGate, and checking they work."""
+"""Call rooms of the main homeserver: created by GuestGate's bot in one step, or registered
+when they exist already; checked that they work; their settings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from accounts.models import RetentionPolicy
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying
@@ -47,6 +49,33 @@ class BotMayNotChangeRoom(GuestGateError):
     status = 409
 
 
+class RoomNotCreated(GuestGateError):
+    code = "room.not_created"
+    status = 502
+
+
+#: The room version of new call rooms: the current one (creators outrank every level).
+CALL_ROOM_VERSION = "12"
+
+#: The levels events of new call rooms need: Synapse's defaults for room version 12 (the room's
+#: creator, GuestGate's bot, alone may replace the room), and guests (level 0, every guest
+#: account being new) may send their call membership (rooms.call_levels). Sent whole in the
+#: createRoom request, where ``events`` replaces the server's defaults rather than merging.
+CALL_ROOM_EVENT_LEVELS: dict[str, int] = {
+    "m.room.name": 50,
+    "m.room.topic": 50,
+    "m.room.avatar": 50,
+    "m.room.canonical_alias": 50,
+    "m.room.join_rules": 100,
+    "m.room.power_levels": 100,
+    "m.room.history_visibility": 100,
+    "m.room.encryption": 100,
+    "m.room.server_acl": 100,
+    "m.room.tombstone": 150,
+    CALL_MEMBER_EVENT: 0,
+}
+
+
 @dataclass(frozen=True)
 class RoomCheck:
     name: str
@@ -67,6 +96,65 @@ def call_room_register(*, room: str, registered_by: str) -> CallRoom:
         room_id = _room_id(bot, room)
         check = _check(bot, room_id)
     return _save(room_id, check, registered_by=registered_by)
+
+
+def call_room_create(*, name: str, topic: str, admin: str) -> CallRoom:
+    """Have GuestGate's bot create a call room on main and register it, in one step.
+
+    The room: the current room version, join rule knock ("ask to join"), guests allowed to
+    send their call membership, ``admin`` (a Matrix id) invited at level 100, the name and
+    topic given. It is one createRoom request, so main either makes all of it or nothing
+    (`RoomNotCreated`). Then the room is checked like a registered one, from main's state.
+    A room main made but GuestGate could not check is not registered (`RoomNotCreated`,
+    naming the room so that it can be registered by its id).
+
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom
+    """
+    try:
+        with homeservers.main_bot() as bot:
+            room_id = bot.create_room(
+                name=name,
+                topic=topic or None,
+                join_rule="knock",
+                room_version=CALL_ROOM_VERSION,
+                invite=[admin],
+                power_level_content_override={
+                    "users": {admin: 100},
+                    "users_default": 0,
+                    "events_default": 0,
+                    "state_default": 50,
+                    "invite": 50,  # not 0 as in the private_chat preset: guests invite no one
+                    "kick": 50,
+                    "ban": 50,
+                    "redact": 50,
+                    "events": CALL_ROOM_EVENT_LEVELS,
+                },
+            )
+    except MatrixError as error:
+        raise RoomNotCreated(
+            gettext("The main homeserver did not create the room: %(error)s")
+            % {"error": error.message}
+        ) from error
+    try:
+        with homeservers.main_bot() as bot:
+            check = _check(bot, room_id)
+    except MatrixError as error:
+        logger.warning("room %s was created but could not be checked: %s", room_id, error)
+        raise RoomNotCreated(
+            gettext(
+                "The room was made on the main homeserver, but GuestGate could not check it "
+                "(%(error)s). Register it with its id once the server answers: %(room_id)s"
+            )
+            % {"error": error.message, "room_id": room_id}
+        ) from error
+    return _save(room_id, check, registered_by=admin)
+
+
+def call_room_set_policy(call_room: CallRoom, policy: RetentionPolicy | None) -> None:
+    """The room's default retention policy (None: the default policy). Links naming a policy
+    of their own keep it; accounts follow the change at the next sweep."""
+    CallRoom.objects.filter(pk=call_room.pk).update(retention_policy=policy)
+    call_room.retention_policy = policy
 
 
 def call_room_recheck(call_room: CallRoom) -> CallRoom:

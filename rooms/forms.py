@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import unicodedata
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
-from django.utils.translation import gettext_lazy
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.displaynames import CleanName, DisplayNameRejected, clean_display_name
+from accounts.models import RetentionPolicy
+from guestgate.durations import ShortDurationField, duration_short
 
 
 class TypedNameField(forms.CharField):
@@ -41,3 +46,143 @@ class JoinForm(forms.Form):
             )
         except DisplayNameRejected as rejected:
             raise forms.ValidationError(rejected.message, code=rejected.code) from None
+
+
+def _default_policy() -> RetentionPolicy:
+    return RetentionPolicy.objects.filter(is_default=True).first() or RetentionPolicy(name="-")
+
+
+class PolicyChoiceField(forms.ModelChoiceField):
+    """Policies by name, with what a moderator chooses them for: the mark on guests' names and
+    how long their accounts last, short enough for a phone ("Deutsch: “(Gast)”, 1d")."""
+
+    def label_from_instance(self, obj: RetentionPolicy) -> str:
+        return gettext("%(policy)s: “%(suffix)s”, %(lifetime)s") % {
+            "policy": obj,
+            "suffix": obj.displayname_suffix.strip(),
+            "lifetime": duration_short(obj.account_lifetime),
+        }
+
+
+def _policy_field(*, empty_label: str, help_text: str) -> PolicyChoiceField:
+    return PolicyChoiceField(
+        queryset=RetentionPolicy.objects.order_by("-is_default", "name"),
+        required=False,
+        label=gettext_lazy("Retention policy"),
+        empty_label=empty_label,
+        help_text=help_text,
+    )
+
+
+class NewLinkForm(forms.Form):
+    """A new invite link: its expiry as a duration ("2h", "1d") or a date and time."""
+
+    label = forms.CharField(
+        label=gettext_lazy("Label"),
+        max_length=100,
+        required=False,
+        help_text=gettext_lazy("For you: where the link is used, e.g. “Poster at reception”."),
+    )
+    expires_in = ShortDurationField(
+        label=gettext_lazy("Expires after"),
+        required=False,
+        min_value=timedelta(minutes=1),
+        max_value=timedelta(days=366),
+        help_text=gettext_lazy(
+            "For example 2h, 90m, 1d 12h or 1w. Or give a date and time below. "
+            "Leave both empty for a link that does not expire."
+        ),
+    )
+    expires_at = forms.DateTimeField(
+        label=gettext_lazy("…or expires on"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text=gettext_lazy("Date and time in UTC."),
+    )
+    max_uses = forms.IntegerField(
+        label=gettext_lazy("Maximum number of guests"),
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text=gettext_lazy("Leave empty for no limit."),
+    )
+    pre_approved = forms.BooleanField(
+        label=gettext_lazy("Let guests in without a moderator"),
+        required=False,
+        help_text=gettext_lazy("Guests coming through this link skip the waiting room."),
+    )
+
+    def __init__(self, *args: Any, room_policy: RetentionPolicy | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["retention_policy"] = _policy_field(
+            empty_label=gettext("The room's policy (%(policy)s)")
+            % {"policy": (room_policy or _default_policy()).name},
+            help_text=gettext("How long guests' accounts last, and the mark added to their names."),
+        )
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        expires_in, expires_at = cleaned.get("expires_in"), cleaned.get("expires_at")
+        if expires_in and expires_at:
+            self.add_error(
+                "expires_at", gettext("Give either a duration or a date and time, not both.")
+            )
+        elif expires_at is not None and expires_at <= timezone.now():
+            self.add_error("expires_at", gettext("That moment has passed already."))
+        return cleaned
+
+    @property
+    def expiry(self) -> datetime | None:
+        """When the new link stops working (after cleaning)."""
+        expires_in = self.cleaned_data.get("expires_in")
+        if expires_in:
+            return timezone.now() + expires_in
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        return expires_at
+
+
+#: Longest room name and topic GuestGate sends to main (a name is shown in every client's list).
+ROOM_NAME_MAX = 100
+ROOM_TOPIC_MAX = 500
+
+
+class NewRoomForm(forms.Form):
+    """A new call room, made on main by GuestGate's bot."""
+
+    name = forms.CharField(
+        label=gettext_lazy("Name"),
+        max_length=ROOM_NAME_MAX,
+        help_text=gettext_lazy("Guests see it on the invitation, e.g. “Team meeting”."),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        error_messages={"required": gettext_lazy("Give the room a name.")},
+    )
+    topic = forms.CharField(
+        label=gettext_lazy("Topic (optional)"),
+        max_length=ROOM_TOPIC_MAX,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
+            raise forms.ValidationError(
+                gettext("A name cannot hold control or invisible characters."), code="invisible"
+            )
+        return name
+
+
+class RoomSettingsForm(forms.Form):
+    """What a room's admins choose for the room."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["retention_policy"] = _policy_field(
+            empty_label=gettext("The default policy (%(policy)s)")
+            % {"policy": _default_policy().name},
+            help_text=gettext(
+                "How long the accounts of guests of this room last, and the mark added to their "
+                "names. A link may name a policy of its own."
+            ),
+        )

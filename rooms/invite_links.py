@@ -1,11 +1,16 @@
-"""Invite links: made by moderators, redeemed by guests, and their public address. Tokens are
-stored only as hashes."""
+"""Invite links: made by moderators, redeemed by guests, and their public address.
+
+A guest's token is looked up by its hash; the token itself is kept encrypted with the keys
+that protect guests' access tokens (guestgate.crypto), so that a link's moderators can show
+its address, QR code and poster again. It is never logged and never put in a URL of
+GuestGate's own pages. Links made before tokens were kept cannot be shown again.
+"""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -13,9 +18,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from guestgate.crypto import new_invite_token, normalize_invite_token, token_hash
+from accounts.models import RetentionPolicy
+from guestgate.crypto import (
+    UndecryptableSecret,
+    decrypt,
+    encrypt,
+    new_invite_token,
+    normalize_invite_token,
+    token_hash,
+)
 from guestgate.errors import GuestGateError
 from rooms.models import CallRoom, InviteLink
+
+#: How long after revoking a link its moderator may take that back ("Revoked. Undo").
+REVOKE_UNDO_WINDOW = timedelta(seconds=30)
 
 
 class InviteLinkUnusable(GuestGateError):
@@ -64,7 +80,7 @@ def _unusable(reason: tuple[str, int, str]) -> InviteLinkUnusable:
 @dataclass(frozen=True)
 class NewInviteLink:
     link: InviteLink
-    token: str  # shown once; only its hash is kept
+    token: str
 
 
 def invite_link_create(
@@ -75,11 +91,15 @@ def invite_link_create(
     pre_approved: bool = False,
     expires_at: datetime | None = None,
     max_uses: int | None = None,
+    retention_policy: RetentionPolicy | None = None,
 ) -> NewInviteLink:
+    """Make a link to ``room``; ``retention_policy`` None: the room's policy applies."""
     token = new_invite_token()
     link = InviteLink.objects.create(
         room=room,
         token_hash=token_hash(token),
+        token_encrypted=encrypt(token),
+        retention_policy=retention_policy,
         label=label,
         pre_approved=pre_approved,
         expires_at=expires_at,
@@ -138,6 +158,33 @@ def invite_link_revoke(link: InviteLink) -> bool:
         )
         == 1
     )
+
+
+def invite_link_restore(link: InviteLink) -> bool:
+    """Take back a revocation made less than ``REVOKE_UNDO_WINDOW`` ago: the same link (and
+    token, so posters already up) works again. False if it is too late or was not revoked."""
+    recent = timezone.now() - REVOKE_UNDO_WINDOW
+    return (
+        InviteLink.objects.filter(pk=link.pk, revoked_at__gte=recent).update(revoked_at=None) == 1
+    )
+
+
+def invite_link_undo_possible(link: InviteLink) -> bool:
+    """Whether ``invite_link_restore`` would still take back the link's revocation."""
+    return link.revoked_at is not None and link.revoked_at >= timezone.now() - REVOKE_UNDO_WINDOW
+
+
+def invite_link_token(link: InviteLink) -> str | None:
+    """The link's token, to show its address again; None for a link made before tokens were
+    kept, or kept with a key that is no longer configured."""
+    if not link.token_encrypted:
+        return None
+    try:
+        token = decrypt(link.token_encrypted)
+    except UndecryptableSecret:
+        return None
+    # A token that does not match the link's hash is never shown (a row edited by hand).
+    return token if hmac.compare_digest(link.token_hash, token_hash(token)) else None
 
 
 def invite_link_token_matches(link: InviteLink, token: str) -> bool:

@@ -119,11 +119,13 @@ class CallRoom(models.Model):
 class InviteLink(models.Model):
     """A link (and QR code) through which guests come to a call room.
 
-    Only the SHA-256 of the token is stored; the token is shown once, when the link is made.
+    Guests are found by the SHA-256 of the token; the token itself is kept only encrypted
+    (guestgate.crypto), so its moderators can show the link again (rooms.invite_links).
     """
 
     room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="invite_links")
     token_hash = models.CharField(max_length=64, unique=True)
+    token_encrypted = models.TextField(blank=True)  # empty: made before tokens were kept
     label = models.CharField(max_length=100, blank=True)
     pre_approved = models.BooleanField(default=False)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -4,15 +4,18 @@ A moderator needs an explicit power level in the room (or to be one of its creat
 the level the action needs on Matrix: invite to approve, kick to deny, ban to ban, the level of
 ``m.room.join_rules`` events to have the bot set the join rule, the power to change the call
 member event's level in ``m.room.power_levels`` to have the bot let guests join the call
-(rooms.call_levels). The bot acts with its own
+(rooms.call_levels), the level of ``m.room.power_levels`` events to choose the room's settings
+(its retention policy: the room's admins). The bot acts with its own
 power, so each thing it does for a moderator needs the power that change itself needs. Django
-superusers (admins) may do everything everywhere.
+superusers (admins) may do everything everywhere. Who may create new call rooms is a setting
+(``ROOM_CREATORS``), since no room's power levels can say it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404, HttpRequest
 
@@ -27,6 +30,7 @@ class RoomRights:
     ban: bool
     set_join_rule: bool
     let_guests_join_call: bool = False
+    change_settings: bool = False
 
     @property
     def see(self) -> bool:
@@ -34,7 +38,14 @@ class RoomRights:
 
 
 NONE = RoomRights(approve=False, deny=False, ban=False, set_join_rule=False)
-ALL = RoomRights(approve=True, deny=True, ban=True, set_join_rule=True, let_guests_join_call=True)
+ALL = RoomRights(
+    approve=True,
+    deny=True,
+    ban=True,
+    set_join_rule=True,
+    let_guests_join_call=True,
+    change_settings=True,
+)
 
 
 def matrix_id_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
@@ -58,7 +69,19 @@ def room_rights(room: CallRoom, user: AbstractBaseUser | AnonymousUser) -> RoomR
         ban=levels.may_ban(matrix_id),
         set_join_rule=levels.may_send_state(matrix_id, "m.room.join_rules"),
         let_guests_join_call=may_let_guests_join_call(levels, matrix_id),
+        change_settings=levels.may_send_state(matrix_id, "m.room.power_levels"),
     )
+
+
+def may_create_call_rooms(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether this person may have GuestGate's bot create a call room for them: a signed-in
+    Matrix user listed in ``ROOM_CREATORS`` by id or by server (``:example.org``). The room
+    needs a Matrix user to make its admin, so admins without a Matrix id may not."""
+    matrix_id = matrix_id_of(user)
+    if matrix_id is None:
+        return False
+    server = ":" + matrix_id.split(":", 1)[1] if ":" in matrix_id else None
+    return any(entry in (matrix_id, server) for entry in settings.ROOM_CREATORS)
 
 
 def actor_name(user: AbstractBaseUser | AnonymousUser) -> str:

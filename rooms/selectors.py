@@ -13,7 +13,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from accounts.selectors import guest_account_session
 from ops.workers import workers_running
-from rooms.invite_links import invite_link_state
+from rooms.invite_links import invite_link_state, invite_link_undo_possible
 from rooms.messages import guest_sentence, room_problem_sentence
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.permissions import RoomRights, room_rights
@@ -197,11 +197,22 @@ class LinkSummary:
     state: str
     guests: list[JoinRequest]
 
+    @property
+    def can_show_again(self) -> bool:
+        """Its token is kept (links made before tokens were kept cannot be shown again)."""
+        return bool(self.link.token_encrypted)
+
+    @property
+    def undo(self) -> bool:
+        """Revoked moments ago: its moderators may still take that back."""
+        return invite_link_undo_possible(self.link)
+
 
 def room_invite_links(room: CallRoom) -> list[LinkSummary]:
     """The room's invite links, newest first, each with its state and who came through it."""
     links = (
         InviteLink.objects.filter(room=room)
+        .select_related("retention_policy")
         .prefetch_related(
             Prefetch("join_requests", queryset=JoinRequest.objects.order_by("created_at"))
         )

@@ -98,7 +98,7 @@ def test_the_invite_poster_prints_on_one_page(
     moderator_page.goto(f"{guestgate_web}/moderator/rooms/{call_room.pk}/links")
     moderator_page.get_by_label("Label").fill("Poster at reception")
     moderator_page.get_by_role("button", name="Make the link").click()
-    expect(moderator_page.get_by_text("Copy or print it now")).to_be_visible()
+    expect(moderator_page.get_by_role("heading", name="Invite link to Team call")).to_be_visible()
     with moderator_page.context.expect_page() as opened:
         moderator_page.get_by_role("button", name="Printable poster").click()
     poster = opened.value

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import RetentionPolicy
 from guestgate.crypto import token_hash
 from rooms.invite_links import (
+    REVOKE_UNDO_WINDOW,
     InviteLinkUnusable,
     invite_link_create,
     invite_link_for_token,
     invite_link_redeem,
+    invite_link_token,
     invite_url,
 )
 from rooms.models import CallRoom, InviteLink
+from rooms.provisioning import policy_for_link
 from rooms.qr_codes import qr_png, qr_svg
 
 MODERATOR = "@mona:main.test"
@@ -45,14 +51,17 @@ def decode_qr(png: bytes) -> str:
     return str(text)
 
 
-def test_a_token_has_at_least_128_random_bits_and_only_its_hash_is_stored(room: CallRoom) -> None:
+def test_a_token_has_at_least_128_random_bits_and_is_never_stored_in_clear(
+    room: CallRoom,
+) -> None:
     new = invite_link_create(room=room, created_by=MODERATOR)
 
     assert len(new.token) == 26 and new.token.isalnum() and new.token == new.token.lower()
     assert 26 * math.log2(32) >= 128
     stored = InviteLink.objects.filter(pk=new.link.pk).values().get()
-    assert new.token not in {str(value) for value in stored.values()}
+    assert not any(new.token in str(value).lower() for value in stored.values())
     assert stored["token_hash"] == token_hash(new.token)
+    assert invite_link_token(InviteLink.objects.get(pk=new.link.pk)) == new.token
 
 
 def test_a_token_typed_from_a_poster_in_capitals_and_groups_still_works(room: CallRoom) -> None:
@@ -74,32 +83,52 @@ def test_the_svg_qr_code_is_a_scalable_drawing(room: CallRoom) -> None:
     assert svg.startswith("<svg") and "viewBox" in svg and "<path" in svg
 
 
-def test_making_a_link_shows_its_address_and_qr_once(mona: Client, room: CallRoom) -> None:
+def test_making_a_link_shows_its_address_and_qr_and_they_can_be_shown_again(
+    mona: Client, room: CallRoom
+) -> None:
     made = mona.post(
-        f"/moderator/rooms/{room.pk}/links", {"label": "Poster at reception", "max_uses": "20"}
+        f"/moderator/rooms/{room.pk}/links",
+        {"label": "Poster at reception", "max_uses": "20"},
+        follow=True,
     )
 
     page = made.content.decode()
     link = InviteLink.objects.get()
-    assert made.status_code == 200
-    assert "Copy or print it now" in page and "<svg" in page
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    assert "Poster at reception" in page and "<svg" in page
+    url = page.split('id="invite-url" value="')[1].split('"')[0]
     listing = mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
-    assert "Poster at reception" in listing and "used 0 of 20 times" in listing
-    assert link.token_hash not in listing
-    token = page.split('name="token" value="')[1].split('"')[0]
-    assert token_hash(token) == link.token_hash and token not in listing
+    assert "used 0 of 20 times" in listing and "Show link, QR code and poster" in listing
+    assert link.token_hash not in listing and url not in listing
+    again = mona.get(f"/moderator/links/{link.pk}").content.decode()
+    assert url in again and token_hash(url.rsplit("/", 1)[1]) == link.token_hash
 
 
-def test_the_qr_download_needs_the_links_own_token(mona: Client, room: CallRoom) -> None:
+def test_a_link_made_before_tokens_were_kept_says_it_cannot_be_shown_again(
+    mona: Client, room: CallRoom
+) -> None:
+    old = invite_link_create(room=room, created_by=MODERATOR).link
+    InviteLink.objects.filter(pk=old.pk).update(token_encrypted="")
+
+    page = mona.get(f"/moderator/links/{old.pk}").content.decode()
+
+    assert "cannot be shown" in page and "/j/" not in page
+    assert mona.get(f"/moderator/links/{old.pk}/qr.png").status_code == 404
+    assert mona.get(f"/moderator/links/{old.pk}/poster").status_code == 404
+    assert "cannot be shown again" in mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+
+
+def test_the_qr_download_is_the_links_own(mona: Client, room: CallRoom) -> None:
     new = invite_link_create(room=room, created_by=MODERATOR)
-    other = invite_link_create(room=room, created_by=MODERATOR)
 
-    good = mona.post(f"/moderator/links/{new.link.pk}/qr.png", {"token": new.token})
-    wrong = mona.post(f"/moderator/links/{new.link.pk}/qr.png", {"token": other.token})
+    png = mona.get(f"/moderator/links/{new.link.pk}/qr.png")
+    svg = mona.get(f"/moderator/links/{new.link.pk}/qr.svg")
 
-    assert good.status_code == 200 and good["Content-Type"] == "image/png"
-    assert decode_qr(good.content) == invite_url(new.token)
-    assert wrong.status_code == 404
+    assert png.status_code == 200 and png["Content-Type"] == "image/png"
+    assert png["Cache-Control"] == "no-store"
+    assert decode_qr(png.content) == invite_url(new.token)
+    assert svg.content.startswith(b"<svg")
+    assert mona.get(f"/moderator/links/{new.link.pk}/qr.gif").status_code == 404
 
 
 def test_the_poster_shows_the_room_the_qr_and_the_typable_code(
@@ -107,9 +136,8 @@ def test_the_poster_shows_the_room_the_qr_and_the_typable_code(
 ) -> None:
     new = invite_link_create(room=room, created_by=MODERATOR)
 
-    poster = mona.post(
-        f"/moderator/links/{new.link.pk}/poster",
-        {"token": new.token, "instructions": "Scan me <b>now</b>"},
+    poster = mona.get(
+        f"/moderator/links/{new.link.pk}/poster", {"instructions": "Scan me <b>now</b>"}
     )
 
     html = poster.content.decode()
@@ -119,11 +147,40 @@ def test_the_poster_shows_the_room_the_qr_and_the_typable_code(
     assert "Scan me &lt;b&gt;now&lt;/b&gt;" in html
 
 
+def test_a_link_expires_after_a_typed_duration(mona: Client, room: CallRoom) -> None:
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False):
+        mona.post(f"/moderator/rooms/{room.pk}/links", {"expires_in": "1d 12h"})
+
+    assert InviteLink.objects.get().expires_at == datetime(2026, 12, 2, 22, 0, tzinfo=UTC)
+
+
+def test_a_link_expires_at_a_date_and_time(mona: Client, room: CallRoom) -> None:
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False):
+        mona.post(f"/moderator/rooms/{room.pk}/links", {"expires_at": "2026-12-24T18:30"})
+
+    assert InviteLink.objects.get().expires_at == datetime(2026, 12, 24, 18, 30, tzinfo=UTC)
+
+
+def test_a_link_may_name_a_retention_policy_of_its_own(mona: Client, room: CallRoom) -> None:
+    german = RetentionPolicy.objects.get(name="Deutsch")
+
+    mona.post(f"/moderator/rooms/{room.pk}/links", {"retention_policy": str(german.pk)})
+
+    link = InviteLink.objects.select_related("room").get()
+    assert link.retention_policy == german and policy_for_link(link).displayname_suffix == " (Gast)"
+    assert "policy: Deutsch" in mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [
         ({"max_uses": "0"}, "max_uses"),
-        ({"expires_in_hours": "-3"}, "expires_in_hours"),
+        ({"expires_in": "-3h"}, "expires_in"),
+        ({"expires_in": "2 hours"}, "expires_in"),
+        ({"expires_in": "30s"}, "expires_in"),
+        ({"expires_at": "2000-01-01T00:00"}, "expires_at"),
+        ({"expires_in": "2h", "expires_at": "2999-01-01T00:00"}, "expires_at"),
+        ({"retention_policy": "999999"}, "retention_policy"),
         ({"label": "x" * 101}, "label"),
     ],
 )
@@ -133,19 +190,57 @@ def test_bad_link_settings_are_form_errors(
     answer = mona.post(f"/moderator/rooms/{room.pk}/links", data)
 
     assert answer.status_code == 400
-    assert 'role="alert"' in answer.content.decode()
+    page = answer.content.decode()
+    assert f'id="id_{field}_error"' in page and 'role="alert"' in page
+    assert f'aria-describedby="id_{field}_helptext id_{field}_error"' in page or (
+        f'aria-describedby="id_{field}_error"' in page
+    )
     assert not InviteLink.objects.exists()
 
 
-def test_a_revoked_link_stops_working_at_once(mona: Client, room: CallRoom) -> None:
+def test_a_duration_that_cannot_be_read_is_refused_with_the_format_named(
+    mona: Client, room: CallRoom
+) -> None:
+    page = mona.post(f"/moderator/rooms/{room.pk}/links", {"expires_in": "2 hours"})
+
+    assert "Enter a duration such as 2h, 90m or 1d 12h." in page.content.decode()
+
+
+def test_revoking_asks_first_and_then_the_link_stops_working_at_once(
+    mona: Client, room: CallRoom
+) -> None:
     new = invite_link_create(room=room, created_by=MODERATOR)
     assert Client().get(f"/j/{new.token}").status_code == 200
 
+    asked = mona.get(f"/moderator/links/{new.link.pk}/revoke")
+    assert "Revoke the link" in asked.content.decode()
+    assert Client().get(f"/j/{new.token}").status_code == 200
     mona.post(f"/moderator/links/{new.link.pk}/revoke")
 
     answer = Client().get(f"/j/{new.token}")
     assert answer.status_code == 410 and b"withdrawn" in answer.content
     assert "revoked" in mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+
+
+def test_a_revocation_can_be_undone_within_its_window_and_not_after(
+    mona: Client, room: CallRoom
+) -> None:
+    new = invite_link_create(room=room, created_by=MODERATOR)
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False) as clock:
+        mona.post(f"/moderator/links/{new.link.pk}/revoke")
+        clock.shift(REVOKE_UNDO_WINDOW)  # valid at the limit
+        assert "Undo" in mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+        mona.post(f"/moderator/links/{new.link.pk}/restore")
+        assert invite_link_for_token(new.token) == new.link
+
+        mona.post(f"/moderator/links/{new.link.pk}/revoke")
+        clock.shift(REVOKE_UNDO_WINDOW + timedelta(seconds=1))  # one second too late
+        assert "Undo" not in mona.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+        late = mona.post(f"/moderator/links/{new.link.pk}/restore", follow=True)
+
+    assert "Too late to undo" in late.content.decode()
+    with pytest.raises(InviteLinkUnusable):
+        invite_link_for_token(new.token)
 
 
 def test_someone_without_the_power_to_invite_cannot_manage_links(room: CallRoom) -> None:
@@ -155,8 +250,13 @@ def test_someone_without_the_power_to_invite_cannot_manage_links(room: CallRoom)
         backend="rooms.moderators.MatrixModeratorBackend",
     )
 
+    new = invite_link_create(room=room, created_by=MODERATOR)
     assert outsider.get(f"/moderator/rooms/{room.pk}/links").status_code == 404
     assert outsider.post(f"/moderator/rooms/{room.pk}/links", {}).status_code == 404
+    for path in ("", "/qr.png", "/poster", "/revoke"):
+        assert outsider.get(f"/moderator/links/{new.link.pk}{path}").status_code == 404
+    assert outsider.post(f"/moderator/links/{new.link.pk}/revoke").status_code == 404
+    assert invite_link_for_token(new.token) == new.link
 
 
 def test_the_api_makes_lists_and_revokes_links(mona: Client, room: CallRoom) -> None:
