@@ -424,6 +424,8 @@ def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
             "%(who)s: only a moderator of this room can do that (it needs the power %(need)s)."
         ) % {"who": moderator, "need": need}
     notice = WaitingNotice.objects.filter(room=room).exclude(event_id="").first()
+    if notice is not None and event.relates_to and event.relates_to != notice.event_id:
+        notice = None  # a reaction to a notice closed since: its numbers are not today's
     listed = {number: pk for number, pk in notice.guests} if notice is not None else {}
     numbers = sorted(listed) if decision.numbers is None else list(decision.numbers)
     if not numbers:

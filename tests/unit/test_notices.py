@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -22,6 +23,8 @@ from rooms.notices import (
     notice_text,
     numbered,
     reaction_decision,
+    waiting_notice_refresh,
+    waiting_notice_soon,
 )
 from tests.unit.conftest import MODERATOR
 
@@ -231,3 +234,38 @@ def test_a_number_the_notice_does_not_show_claims_nobody(
     moderator_event_apply(stored(room, "m.room.message", "!guests let in 7", MODERATOR))
 
     assert {r.decided_by for r in JoinRequest.objects.all()} == {""}
+
+
+def test_a_reaction_to_a_notice_closed_since_claims_nobody(
+    room: CallRoom, two_waiting: list[JoinRequest]
+) -> None:
+    WaitingNotice.objects.filter(room=room).update(event_id="$a_newer_notice")
+
+    moderator_event_apply(stored(room, "m.reaction", "\u2705", MODERATOR))
+
+    assert {r.decided_by for r in JoinRequest.objects.all()} == {""}
+
+
+def test_a_refresh_right_after_an_edit_waits_its_turn_without_calling_main(
+    room: CallRoom, two_waiting: list[JoinRequest], django_capture_on_commit_callbacks: Any
+) -> None:
+    WaitingNotice.objects.filter(room=room).update(sent_at=timezone.now())
+
+    with django_capture_on_commit_callbacks() as queued:
+        outcome = waiting_notice_refresh(room)
+
+    notice = WaitingNotice.objects.get(room=room)
+    assert outcome == "later"
+    assert notice.due_at is not None and notice.busy_until is None
+    assert len(queued) == 1  # one refresh queued for when the interval is over
+
+
+def test_changes_of_the_queue_queue_one_refresh_until_it_runs(
+    room: CallRoom, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks() as queued:
+        for _ in range(5):
+            waiting_notice_soon(room.room_id)
+        waiting_notice_soon("!not_a_call_room")
+
+    assert len(queued) == 1
