@@ -50,6 +50,11 @@ app.conf.update(
             "task": "rooms.membership.reconcile_memberships",
             "schedule": 60.0,
         },
+        # A safety net: each change of a room's queue queues its own refresh (rooms/notices.py).
+        "refresh-waiting-notices": {
+            "task": "rooms.notices.refresh_waiting_notices",
+            "schedule": 60.0,
+        },
     },
 )
 # Each task lives beside the step it runs (no module looks a task up by name).
@@ -61,6 +66,7 @@ app.conf.imports = (
     "rooms.joining",
     "rooms.membership",
     "rooms.moderation",
+    "rooms.notices",
     "rooms.provisioning",
 )
 connect_celery_signals()  # request ids travel with tasks

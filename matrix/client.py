@@ -689,6 +689,136 @@ class MatrixClient:
             else 0,
         )
 
+    # -- Messages (GuestGate's notices to moderators, and their reactions) ----------------------
+
+    def send_event(
+        self, room_id: str, event_type: str, content: Mapping[str, Any], *, txn_id: str
+    ) -> str:
+        """Send a room event (not state).
+
+        `txn_id` makes the send idempotent: the homeserver answers a repeat of the same id
+        from the same sender with the first event's id, so derive it from GuestGate's rows.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid
+
+        Returns:
+            The event id.
+        """
+        path = client_path("rooms", room_id, "send", event_type, txn_id)
+        body = self._request("PUT", path, body=dict(content))
+        return required_str(body, "event_id", path)
+
+    def send_notice(
+        self,
+        room_id: str,
+        body: str,
+        *,
+        txn_id: str,
+        html: str | None = None,
+        reply_to: str | None = None,
+        mentions: Sequence[str] = (),
+    ) -> str:
+        """Send an ``m.notice`` (a bot's message: clients do not answer it automatically).
+
+        It carries ``m.mentions`` (only `mentions`), so no ``@room`` in a quoted name notifies
+        anyone.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#mnotice and
+        https://spec.matrix.org/v1.16/client-server-api/#user-and-room-mentions
+
+        Returns:
+            The event id.
+        """
+        content = message_content(body, html=html, mentions=mentions)
+        if reply_to is not None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return self.send_event(room_id, "m.room.message", content, txn_id=txn_id)
+
+    def edit_message(
+        self,
+        room_id: str,
+        event_id: str,
+        body: str,
+        *,
+        txn_id: str,
+        html: str | None = None,
+        msgtype: str = "m.notice",
+    ) -> str:
+        """Replace the text of one of this user's messages (an ``m.replace`` edit).
+
+        Clients show the newest edit in place of the original; the fallback body starts with
+        ``* `` for clients that do not know edits.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#event-replacements
+
+        Returns:
+            The edit's event id.
+        """
+        new_content = message_content(body, html=html, msgtype=msgtype)
+        content = message_content(
+            f"* {body}", html=f"* {html}" if html is not None else None, msgtype=msgtype
+        )
+        content["m.new_content"] = new_content
+        content["m.relates_to"] = {"rel_type": "m.replace", "event_id": event_id}
+        return self.send_event(room_id, "m.room.message", content, txn_id=txn_id)
+
+    def send_reaction(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> str:
+        """React to an event with `key` (an emoji): an ``m.annotation``.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#event-annotations-and-reactions
+
+        Returns:
+            The reaction's event id.
+        """
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        return self.send_event(room_id, "m.reaction", content, txn_id=txn_id)
+
+    def event(self, room_id: str, event_id: str) -> RoomEvent:
+        """One event of a room, as this user may see it. Raises `NotFound` if it may not.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomideventeventid
+        """
+        path = client_path("rooms", room_id, "event", event_id)
+        body = self._request("GET", path)
+        event = room_event({"room_id": room_id, **body}) if "event_id" in body else None
+        if event is None or not isinstance(event.event_id, str):
+            raise HomeserverUnavailable(
+                "the homeserver's event is malformed", endpoint=f"GET {path}"
+            )
+        return event
+
+    def messages(self, room_id: str, *, limit: int = 50) -> list[RoomEvent]:
+        """The room's latest events as this user sees them, newest first (one page).
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmessages
+        """
+        path = client_path("rooms", room_id, "messages")
+        body = self._request("GET", path, params={"dir": "b", "limit": str(limit)})
+        return _events(body, room_id, path)
+
+    def relations(
+        self, room_id: str, event_id: str, *, rel_type: str, event_type: str | None = None
+    ) -> list[RoomEvent]:
+        """The events that relate to an event by `rel_type` (e.g. its ``m.replace`` edits or
+        ``m.annotation`` reactions), oldest first, every page.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv1roomsroomidrelationseventidreltypeeventtype
+        """
+        segments = ["rooms", room_id, "relations", event_id, rel_type]
+        if event_type is not None:
+            segments.append(event_type)
+        path = client_path(*segments, prefix=CLIENT_V1_PREFIX)
+        params: dict[str, str] = {"dir": "f", "limit": "100"}
+        found: list[RoomEvent] = []
+        while True:
+            body = self._request("GET", path, params=params)
+            page = _events(body, room_id, path)
+            found += page
+            next_batch = body.get("next_batch")
+            if not isinstance(next_batch, str) or not page:
+                return found
+            params = {**params, "from": next_batch}
+
     # -- Plumbing ------------------------------------------------------------------------------
 
     def _login(self, request: dict[str, Any]) -> Session:
@@ -852,3 +982,37 @@ def _member_from_event(event: object) -> Member | None:
     if not user_id or not isinstance(content, dict):
         return None
     return _member(user_id, content, optional_str(event, "sender"))
+
+
+def message_content(
+    body: str, *, html: str | None = None, msgtype: str = "m.notice", mentions: Sequence[str] = ()
+) -> dict[str, Any]:
+    """An ``m.room.message`` content: plain text, optionally HTML, and explicit mentions
+    (an empty ``m.mentions`` turns off the older rules that notify on words in the body).
+
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#mroommessage-msgtypes
+    """
+    content: dict[str, Any] = {
+        "msgtype": msgtype,
+        "body": body,
+        "m.mentions": {"user_ids": list(mentions)} if mentions else {},
+    }
+    if html is not None:
+        content["format"] = "org.matrix.custom.html"
+        content["formatted_body"] = html
+    return content
+
+
+def _events(body: Mapping[str, Any], room_id: str, path: str) -> list[RoomEvent]:
+    """The events of a paginated answer's ``chunk`` (malformed ones skipped)."""
+    chunk = body.get("chunk")
+    if not isinstance(chunk, list):
+        raise HomeserverUnavailable(
+            "the homeserver's answer has no 'chunk'", endpoint=f"GET {path}"
+        )
+    events = [
+        room_event({"room_id": room_id, **raw})
+        for raw in chunk
+        if isinstance(raw, dict) and isinstance(raw.get("event_id"), str)
+    ]
+    return [event for event in events if event is not None]

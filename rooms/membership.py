@@ -3,7 +3,9 @@
 Main's room state is the truth about a knock (DESIGN.md): GuestGate follows the room's
 membership events, whoever made them (GuestGate's bot for a moderator, or anyone in a Matrix
 client), and keeps each call room's name and power levels current. It also follows who of its
-guests is in the room's call (``rooms.calls``): their call member events take the same path.
+guests is in the room's call (``rooms.calls``): their call member events take the same path,
+as do moderators' reactions to the waiting notice and their commands (``rooms.notices``); a
+change of a room's queue refreshes that notice.
 
 A push is stored first and answered at once; its membership events are then applied by a task,
 each exactly once (by event id: transaction ids repeat after a restart of main on SQLite), in
@@ -34,6 +36,12 @@ from rooms.call_rooms import recheck_call_room
 from rooms.calls import call_event_row, call_presence_apply, call_presences_close
 from rooms.joining import join_after_commit
 from rooms.models import AppserviceTransaction, AuditEntry, CallRoom, JoinRequest, MembershipEvent
+from rooms.notices import (
+    MODERATOR_EVENTS,
+    moderator_event_apply,
+    moderator_event_rows,
+    waiting_notice_soon,
+)
 from rooms.provisioning import withdraw_knock_after_commit
 from rooms.transitions import (
     By,
@@ -53,6 +61,8 @@ Status = JoinRequest.Status
 
 _MAX_TEXT = 1000  # a reason or display name longer than this is cut, not refused
 _ROOM_STATE = ("m.room.power_levels", "m.room.name", "m.room.join_rules")
+#: Memberships that start or end a wait in a room's queue (rooms.notices follows it).
+_QUEUE_CHANGES = ("knock", "invite", "leave", "ban")
 
 
 def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) -> None:
@@ -63,6 +73,7 @@ def appservice_transaction_receive(*, txn_id: str, events: Sequence[RoomEvent]) 
     """
     members = [_membership_row(event) for event in events if event.membership is not None]
     members += [row for event in events if (row := call_event_row(event)) is not None]
+    members += moderator_event_rows(events)  # reactions and commands for GuestGate
     room_state = [event for event in events if event.type in _ROOM_STATE and event.state_key == ""]
     with transaction.atomic():
         # Events first, then the log row: the order in which the rest of GuestGate (and a
@@ -127,6 +138,10 @@ def _apply_one(pk: int) -> int:
         # applier that comes second waits for the first at the claim, then undoes its own.
         if event.type == MembershipEvent.MEMBER:
             join_requests_follow_membership([event])
+            if event.membership in _QUEUE_CHANGES:
+                waiting_notice_soon(event.room_id)
+        elif event.type in MODERATOR_EVENTS:
+            moderator_event_apply(event)
         else:
             call_presence_apply(event)
         if not MembershipEvent.objects.filter(pk=pk, applied_at__isnull=True).update(

@@ -29,7 +29,8 @@ class AppserviceTransaction(models.Model):
 
 class MembershipEvent(models.Model):
     """An ``m.room.member`` event in a room where GuestGate's bot is joined, as pushed by main,
-    or a call member event of one of GuestGate's guests (``type``; ``rooms.calls``).
+    a call member event of one of GuestGate's guests (``type``; ``rooms.calls``), or a
+    moderator's reaction or command for the waiting notice (``rooms.notices``).
 
     This is the log GuestGate follows to learn about knocks, invites, joins, kicks and bans,
     whoever made them (GuestGate's buttons or any Matrix client), and who is in the call.
@@ -50,6 +51,10 @@ class MembershipEvent(models.Model):
     # A call member event, as read when it arrived (rooms.calls): {"devices": [{"device_id",
     # "in_call", "expires_ts"}], "every_device": bool}. Empty for membership events.
     call_state = models.JSONField(default=dict, blank=True)
+    # A moderator's reaction to the waiting notice (``m.reaction``: the notice it relates to
+    # and its key) or command (``m.room.message``: its text), for rooms.notices.
+    relates_to = models.CharField(max_length=255, blank=True)
+    body = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     # Applied (rooms.membership) once, in the order received; a failure is retried a few times,
     # then left unapplied with its error for an operator (/healthz, /metrics, doctor).
@@ -319,3 +324,29 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.subject}"
+
+
+class WaitingNotice(models.Model):
+    """The one message GuestGate's bot keeps in a call room while guests wait (rooms.notices):
+    who is waiting, numbered, edited as the queue changes and closed when it empties.
+
+    ``event_id`` is the open notice ("" when none is open: the next guest starts a new one).
+    ``guests`` is what it shows, ``[[number, join_request_pk], ...]``: a guest keeps their
+    number for the notice's life, so a reaction or command never reaches another guest.
+    """
+
+    room = models.OneToOneField(CallRoom, on_delete=models.CASCADE, related_name="waiting_notice")
+    event_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The transaction id of the notice being started: sent again after a crash, main answers
+    # with the same event instead of a second notice.
+    txn_id = models.CharField(max_length=64, blank=True)
+    guests = models.JSONField(default=list, blank=True)
+    edits = models.PositiveIntegerField(default=0)  # of the open notice (its edits' txn ids)
+    sent_at = models.DateTimeField(null=True, blank=True)  # the last send or edit
+    # The queue changed and a refresh is queued (coalescing: one refresh for many changes).
+    due_at = models.DateTimeField(null=True, blank=True)
+    # A refresh is running until then (two at once would both start a notice).
+    busy_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"waiting notice of {self.room} ({self.event_id or 'none open'})"

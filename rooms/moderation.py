@@ -76,26 +76,38 @@ def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:
 
 
 def join_request_invite_claimed(
-    join_request: JoinRequest, *, moderator: str, queue_join: bool = True
+    join_request: JoinRequest,
+    *,
+    moderator: str,
+    queue_join: bool = True,
+    via_guestgate: bool = True,
 ) -> None:
     """The act and record halves of an approval already claimed by ``moderator``.
 
     ``queue_join=False``: the caller joins the guest itself (see ``approve_claimed``).
+    ``via_guestgate=False``: decided in a Matrix client (rooms.notices), so the audit says.
     """
     with homeservers.main_bot() as bot:
         bot.ensure_invited(
             join_request.room.room_id, join_request.user_id, reason=f"approved by {moderator}"
         )
     with transaction.atomic():
-        invited = join_request_invited(join_request, decider=moderator, by=By(moderator))
+        by = By(moderator, via_guestgate=via_guestgate)
+        invited = join_request_invited(join_request, decider=moderator, by=by)
         if invited and queue_join:
             join_after_commit(join_request)
 
 
 def join_request_deny(
-    join_request: JoinRequest, *, moderator: str, reason: str = "", ban: bool = False
+    join_request: JoinRequest,
+    *,
+    moderator: str,
+    reason: str = "",
+    ban: bool = False,
+    via_guestgate: bool = True,
 ) -> None:
-    """Turn the person away; the reason reaches a guest's lobby. ``ban`` stops new knocks."""
+    """Turn the person away; the reason reaches a guest's lobby. ``ban`` stops new knocks.
+    ``via_guestgate=False``: decided in a Matrix client (rooms.notices)."""
     _claim(join_request, moderator)
     try:
         with homeservers.main_bot() as bot:
@@ -105,7 +117,8 @@ def join_request_deny(
         join_request_release(join_request, moderator=moderator)
         raise
     record = join_request_banned if ban else join_request_denied
-    record(join_request, decider=moderator, by=By(moderator, reason), reason=reason)
+    by = By(moderator, reason, via_guestgate=via_guestgate)
+    record(join_request, decider=moderator, by=by, reason=reason)
 
 
 class NotInTheRoom(GuestGateError):
@@ -160,9 +173,12 @@ def join_requests_approve_all(room: CallRoom, *, moderator: str) -> ApproveAllRe
 
 
 @shared_task(bind=True, max_retries=8)
-def approve_claimed(self: Task, join_request_id: int, moderator: str) -> None:
-    """One guest of "let everyone in" (claimed when the moderator clicked): the invite, then
-    the guest's join in the same task, so that no guest's join waits behind every invite."""
+def approve_claimed(
+    self: Task, join_request_id: int, moderator: str, via_guestgate: bool = True
+) -> None:
+    """One guest of "let everyone in" (claimed when the moderator clicked, or reacted in
+    Matrix: ``via_guestgate=False``): the invite, then the guest's join in the same task, so
+    that no guest's join waits behind every invite."""
     join_request = join_request_load(join_request_id)
     if join_request is None or join_request.decided_by != moderator:
         return
@@ -170,7 +186,7 @@ def approve_claimed(self: Task, join_request_id: int, moderator: str) -> None:
         run_retrying(
             self,
             lambda: join_request_invite_claimed(
-                join_request, moderator=moderator, queue_join=False
+                join_request, moderator=moderator, queue_join=False, via_guestgate=via_guestgate
             ),
             on_give_up=lambda error: join_request_release(join_request, moderator=moderator),
         )

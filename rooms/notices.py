@@ -1,0 +1,512 @@
+"""Moderators reached inside Matrix: the waiting notice, and letting guests in from it.
+
+Matrix notifies nobody of a knock (element-call#2342), so GuestGate's bot says it in the call
+room:
+
+- While guests wait, the bot keeps one ``m.notice`` there listing them, numbered, with how long
+  they have waited and a link to the room's dashboard page. It edits that message
+  (``m.replace``) as the queue changes and closes it when the queue empties; the next guest
+  starts a new one. A guest keeps their number for the notice's life.
+- Refreshes are coalesced and rate-limited: a change of the queue marks the notice due and
+  queues one refresh, at most one send or edit per ``MIN_INTERVAL``, which reads the queue when
+  it runs; a burst of guests makes a handful of edits, not one each. Every minute a safety net
+  refreshes each room with guests waiting or a notice open (a refresh that finds nothing
+  changed sends nothing): a lost task costs a minute, not a stale notice.
+- Moderators answer in their Matrix client: a reaction to the notice (a keycap digit lets in
+  that guest, ✅ everyone listed) or a command (``COMMAND_HELP``). Main pushes these;
+  ``rooms.membership`` stores the ones that may be for GuestGate with the membership events
+  and applies them in order, here. The sender's power in the room decides, as on the
+  dashboard (``rooms.permissions``); the decision runs through ``rooms.moderation`` and the
+  audit log records it as made in Matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.html import escape
+from django.utils.translation import gettext, ngettext
+
+from guestgate import homeservers
+from guestgate.retrying import run_retrying, send_after_commit, task_send
+from matrix.appservice import RoomEvent
+from rooms.guest_steps import join_request_load
+from rooms.models import CallRoom, JoinRequest, MembershipEvent, WaitingNotice
+from rooms.moderation import AlreadyDecided, approve_claimed, join_request_deny
+from rooms.transitions import DECIDABLE
+
+logger = logging.getLogger(__name__)
+
+Status = JoinRequest.Status
+
+#: What a command to GuestGate starts with (case does not matter).
+COMMAND_PREFIX = "!guests"
+#: At most one send or edit of a room's notice this often.
+MIN_INTERVAL = timedelta(seconds=3)
+#: The first refresh waits this long, so the first guests of a burst share the first notice.
+FIRST_DELAY_SECONDS = 1.0
+#: A refresh that has not finished by then is taken to have died (its lease ends).
+LEASE = timedelta(seconds=60)
+#: Reactions: a keycap digit lets in that guest, the check mark everyone listed.
+KEYCAPS = {f"{number}\u20e3": number for number in range(1, 10)}
+EVERYONE = "\u2705"
+#: The pushed event types rooms.membership stores for this module.
+MODERATOR_EVENTS = ("m.reaction", "m.room.message")
+
+_MAX_BODY = 1000
+
+
+# -- The notice ------------------------------------------------------------------------------
+
+
+def waiting_notice_soon(room_id: str) -> None:
+    """The queue of a call room (by Matrix room id) may have changed: refresh its notice soon,
+    once for all the changes until then. Not a call room: nothing."""
+    room_pk = CallRoom.objects.filter(room_id=room_id).values_list("pk", flat=True).first()
+    if room_pk is None:
+        return
+    notice, _ = WaitingNotice.objects.get_or_create(room_id=room_pk)
+    now = timezone.now()
+    if WaitingNotice.objects.filter(pk=notice.pk, due_at__isnull=True).update(due_at=now):
+        _refresh_later(notice, now)
+
+
+def _refresh_later(notice: WaitingNotice, now: datetime) -> None:
+    """Queue the room's refresh (after commit) for when the rate limit allows it."""
+    wait = FIRST_DELAY_SECONDS
+    if notice.sent_at is not None:
+        wait = max(wait, (notice.sent_at + MIN_INTERVAL - now).total_seconds())
+    transaction.on_commit(
+        partial(task_send, refresh_waiting_notice, (notice.room_id,), countdown=wait)
+    )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One guest as the notice lists them."""
+
+    pk: int
+    display_name: str
+    since: datetime
+
+
+def _waiting(room: CallRoom) -> list[Waiting]:
+    """Who waits for a decision, first come first (a request a moderator already claimed is
+    being let in or turned away: not listed)."""
+    rows = (
+        JoinRequest.objects.filter(room=room, status=Status.WAITING, decided_by="")
+        .order_by("created_at", "pk")
+        .values_list("pk", "display_name", "created_at")
+    )
+    return [Waiting(pk, name, since) for pk, name, since in rows]
+
+
+def numbered(shown: Sequence[Sequence[int]], waiting: Sequence[int]) -> list[list[int]]:
+    """The notice's ``[[number, join_request_pk], ...]``: those shown keep their numbers, new
+    guests get the next ones; a number once used in a notice is never given to another."""
+    still = set(waiting)
+    kept = [[number, pk] for number, pk in shown if pk in still]
+    listed = {pk for _, pk in kept}
+    next_number = max((number for number, _ in shown), default=0) + 1
+    for pk in waiting:
+        if pk not in listed:
+            kept.append([next_number, pk])
+            next_number += 1
+    return kept
+
+
+def waiting_notice_refresh(room: CallRoom) -> str:
+    """Bring the room's notice up to date with its queue: send, edit, close, or nothing.
+    What happened: "sent", "edited", "closed", "unchanged", or "later" (rate limit or another
+    refresh running: queued again)."""
+    notice, _ = WaitingNotice.objects.get_or_create(room=room)
+    now = timezone.now()
+    too_soon = notice.sent_at is not None and now < notice.sent_at + MIN_INTERVAL
+    claimed = not too_soon and WaitingNotice.objects.filter(
+        Q(busy_until__isnull=True) | Q(busy_until__lt=now), pk=notice.pk
+    ).update(busy_until=now + LEASE)
+    if not claimed:
+        WaitingNotice.objects.filter(pk=notice.pk).update(due_at=now)
+        _refresh_later(notice, now)
+        return "later"
+    try:
+        # Changes from now on queue another refresh, which reads what this one could not.
+        WaitingNotice.objects.filter(pk=notice.pk).update(due_at=None)
+        notice.refresh_from_db()
+        return _refresh(room, notice, now)
+    finally:
+        WaitingNotice.objects.filter(pk=notice.pk).update(busy_until=None)
+
+
+def _refresh(room: CallRoom, notice: WaitingNotice, now: datetime) -> str:
+    waiting = _waiting(room)
+    shown = notice.guests if notice.event_id else []
+    guests = numbered(shown, [guest.pk for guest in waiting])
+    if not notice.event_id and not waiting:
+        return "unchanged"
+    if notice.event_id and waiting and guests == shown:
+        return "unchanged"
+    with translation.override(settings.LANGUAGE_CODE):
+        text, html = notice_text(room, guests, waiting, now)
+    if not notice.event_id:
+        return _start(room, notice, guests, text, html, now)
+    edits = notice.edits + 1
+    digest = hashlib.sha256(f"{notice.event_id}|{edits}|{text}".encode()).hexdigest()[:32]
+    with homeservers.main_bot() as bot:
+        bot.edit_message(room.room_id, notice.event_id, text, html=html, txn_id=f"gg-edit-{digest}")
+    notices = WaitingNotice.objects.filter(pk=notice.pk)
+    if waiting:
+        notices.update(guests=guests, edits=edits, sent_at=now)
+        return "edited"
+    notices.update(event_id="", guests=[], edits=0, sent_at=now)
+    return "closed"
+
+
+def _start(
+    room: CallRoom,
+    notice: WaitingNotice,
+    guests: list[list[int]],
+    text: str,
+    html: str,
+    now: datetime,
+) -> str:
+    """Record, act, record: the transaction id first, so that a retry after a crash gets the
+    same notice back from main instead of a second one."""
+    repeat = bool(notice.txn_id)
+    txn_id = notice.txn_id or f"gg-notice-{uuid.uuid4().hex}"
+    WaitingNotice.objects.filter(pk=notice.pk).update(txn_id=txn_id)
+    with homeservers.main_bot() as bot:
+        event_id = bot.send_notice(room.room_id, text, html=html, txn_id=txn_id)
+    # A repeated transaction id shows the first attempt's text: edit it at the next refresh.
+    WaitingNotice.objects.filter(pk=notice.pk).update(
+        event_id=event_id, txn_id="", guests=[] if repeat else guests, edits=0, sent_at=now
+    )
+    if repeat:
+        WaitingNotice.objects.filter(pk=notice.pk).update(due_at=now)
+        _refresh_later(notice, now)
+    return "sent"
+
+
+def notice_text(
+    room: CallRoom, guests: list[list[int]], waiting: list[Waiting], now: datetime
+) -> tuple[str, str]:
+    """The notice's plain text and HTML: who waits, numbered, or that nobody does any more."""
+    dashboard = settings.PUBLIC_URL + reverse("moderator-room", args=[room.pk])
+    link = gettext("Dashboard: %(url)s") % {"url": dashboard}
+    link_html = f'<a href="{escape(dashboard)}">{escape(gettext("Open the dashboard"))}</a>'
+    if not waiting:
+        closed = gettext("Nobody is waiting to join %(room)s any more.") % {
+            "room": room.display_name
+        }
+        return f"{closed}\n{link}", f"<p>{escape(closed)} {link_html}</p>"
+    by_pk = {guest.pk: guest for guest in waiting}
+    heading = ngettext(
+        "%(count)d guest is waiting to join %(room)s:",
+        "%(count)d guests are waiting to join %(room)s:",
+        len(waiting),
+    ) % {"count": len(waiting), "room": room.display_name}
+    lines = [
+        (number, by_pk[pk].display_name, _waited(now - by_pk[pk].since)) for number, pk in guests
+    ]
+    how = gettext(
+        "React with a guest's number (1️⃣ to 9️⃣) to let them in, or with "
+        '✅ to let everyone listed in; or write "!guests let in 2", "!guests let in all" '
+        'or "!guests deny 2 <reason>".'
+    )
+    text = "\n".join(
+        [heading, *(f"{n}. {name} ({waited})" for n, name, waited in lines), how, link]
+    )
+    items = "<br>".join(
+        f"<b>{n}.</b> {escape(name)} ({escape(waited)})" for n, name, waited in lines
+    )
+    html = f"<p><b>{escape(heading)}</b><br>{items}</p><p>{escape(how)}<br>{link_html}</p>"
+    return text, html
+
+
+def _waited(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    if minutes < 1:
+        return gettext("just now")
+    return ngettext("waiting %(n)d minute", "waiting %(n)d minutes", minutes) % {"n": minutes}
+
+
+@shared_task(bind=True, max_retries=8)
+def refresh_waiting_notice(self: Task, room_pk: int) -> None:
+    """Bring one room's waiting notice up to date (queued by the changes of its queue)."""
+    room = CallRoom.objects.filter(pk=room_pk).first()
+    if room is None:
+        return
+    run_retrying(
+        self,
+        lambda: waiting_notice_refresh(room),
+        on_give_up=lambda error: logger.error("room %s: notice not refreshed: %s", room, error),
+    )
+
+
+@shared_task
+def refresh_waiting_notices() -> int:
+    """Every minute, the safety net: a refresh for each room with guests waiting or a notice
+    open (one that finds nothing changed sends nothing). How many were queued."""
+    rooms = set(
+        JoinRequest.objects.filter(status=Status.WAITING).values_list("room_id", flat=True)
+    ) | set(WaitingNotice.objects.exclude(event_id="").values_list("room_id", flat=True))
+    for room_pk in rooms:
+        refresh_waiting_notice.delay(room_pk)
+    return len(rooms)
+
+
+# -- What moderators answer in Matrix ---------------------------------------------------------
+
+
+def moderator_event_rows(events: Sequence[RoomEvent]) -> list[MembershipEvent]:
+    """Of a pushed transaction, the events that may be for GuestGate, as rows to store and
+    apply: reactions to an open waiting notice, and messages in a call room that start with
+    the command prefix. Everything else (and what GuestGate's bot sent) is dropped here."""
+    bot = homeservers.main_bot_user_id()
+    reactions = {
+        event.event_id: found
+        for event in events
+        if event.type == "m.reaction" and event.sender != bot
+        if (found := _annotation(event)) is not None
+    }
+    commands = {
+        event.event_id: text
+        for event in events
+        if event.type == "m.room.message" and event.sender != bot
+        if (text := _command_text(event)) is not None
+    }
+    if not reactions and not commands:
+        return []
+    open_notices = set(
+        WaitingNotice.objects.filter(
+            event_id__in={target for target, _ in reactions.values()}
+        ).values_list("event_id", flat=True)
+    )
+    call_rooms = set(
+        CallRoom.objects.filter(
+            room_id__in={e.room_id for e in events if e.event_id in commands}
+        ).values_list("room_id", flat=True)
+    )
+    rows = []
+    for event in events:
+        relates_to, body = "", ""
+        if event.event_id in reactions and reactions[event.event_id][0] in open_notices:
+            relates_to, body = reactions[event.event_id]
+        elif event.event_id in commands and event.room_id in call_rooms:
+            body = commands[event.event_id]
+        else:
+            continue
+        rows.append(
+            MembershipEvent(
+                event_id=event.event_id,
+                room_id=event.room_id,
+                type=event.type,
+                user_id=event.sender,
+                sender=event.sender,
+                origin_server_ts=event.origin_server_ts,
+                relates_to=relates_to,
+                body=body,
+            )
+        )
+    return rows
+
+
+def _annotation(event: RoomEvent) -> tuple[str, str] | None:
+    relation = event.content.get("m.relates_to")
+    if not isinstance(relation, dict) or relation.get("rel_type") != "m.annotation":
+        return None
+    target, key = relation.get("event_id"), relation.get("key")
+    if not isinstance(target, str) or not isinstance(key, str) or len(key) > 32:
+        return None
+    return target, key
+
+
+def _command_text(event: RoomEvent) -> str | None:
+    body = event.content.get("body")
+    if not isinstance(body, str) or not body.lstrip().lower().startswith(COMMAND_PREFIX):
+        return None
+    return body.strip()[:_MAX_BODY]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a moderator asked for: let in (or deny) the guests with these numbers in the
+    notice (``numbers`` None: everyone listed)."""
+
+    deny: bool
+    numbers: tuple[int, ...] | None
+    reason: str = ""
+
+
+def reaction_decision(key: str) -> Decision | None:
+    """A reaction's meaning, or None for a reaction that is not for GuestGate (👍)."""
+    key = key.replace("\ufe0f", "")  # keycaps come with and without the emoji selector
+    if key in KEYCAPS:
+        return Decision(deny=False, numbers=(KEYCAPS[key],))
+    if key == EVERYONE:
+        return Decision(deny=False, numbers=None)
+    return None
+
+
+def command_decision(text: str) -> Decision | None:
+    """A command's meaning, or None if it is not one (the sender gets the help).
+
+    ``!guests let in 2``, ``!guests let in 2 5``, ``!guests let in all``,
+    ``!guests deny 2`` and ``!guests deny 2 <reason>``.
+    """
+    words = text.split()
+    if len(words) < 2 or words[0].lower() != COMMAND_PREFIX:
+        return None
+    verb = [word.lower() for word in words[1:3]]
+    if verb == ["let", "in"] and len(words) > 3:
+        rest = [word.lower().strip(",") for word in words[3:]]
+        if rest == ["all"]:
+            return Decision(deny=False, numbers=None)
+        if all(word.isdigit() for word in rest):
+            return Decision(deny=False, numbers=tuple(int(word) for word in rest))
+        return None
+    if verb[:1] == ["deny"] and len(words) > 2 and words[2].isdigit():
+        reason = text.split(None, 3)[3] if len(words) > 3 else ""
+        return Decision(deny=True, numbers=(int(words[2]),), reason=reason.strip())
+    return None
+
+
+def command_help() -> str:
+    return gettext(
+        'GuestGate understands "!guests let in 2" (or several numbers: "!guests let in 2 5"), '
+        '"!guests let in all" and "!guests deny 2 <reason>", the numbers being those of the '
+        "waiting notice; or react to the notice with a guest's number, or with ✅ for "
+        "everyone listed."
+    )
+
+
+def moderator_event_apply(event: MembershipEvent) -> None:
+    """Act on a stored reaction or command (inside the applier's transaction): claim the
+    decisions, queue their Matrix side after commit, answer the sender when nothing could be
+    done for them."""
+    room = CallRoom.objects.filter(room_id=event.room_id).first()
+    if room is None:
+        return
+    with translation.override(settings.LANGUAGE_CODE):
+        if event.type == "m.reaction":
+            decision = reaction_decision(event.body)
+            if decision is None:
+                return
+        else:
+            decision = command_decision(event.body)
+            if decision is None:
+                _reply(room, event, command_help())
+                return
+        answer = _decide(room, event, decision)
+    if answer:
+        _reply(room, event, answer)
+    waiting_notice_soon(room.room_id)
+
+
+def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
+    """Claim what the sender asked for; what to tell them ("" when all went as asked)."""
+    moderator = event.sender
+    if not _may(room, moderator, deny=decision.deny):
+        need = gettext("to remove people") if decision.deny else gettext("to invite people")
+        return gettext(
+            "%(who)s: only a moderator of this room can do that (it needs the power %(need)s)."
+        ) % {"who": moderator, "need": need}
+    notice = WaitingNotice.objects.filter(room=room).exclude(event_id="").first()
+    if notice is not None and event.relates_to and event.relates_to != notice.event_id:
+        notice = None  # a reaction to a notice closed since: its numbers are not today's
+    listed = {number: pk for number, pk in notice.guests} if notice is not None else {}
+    numbers = sorted(listed) if decision.numbers is None else list(decision.numbers)
+    if not numbers:
+        return gettext("Nobody is waiting.")
+    problems = []
+    for number in numbers:
+        pk = listed.get(number)
+        if pk is None:
+            problems.append(gettext("No guest number %(n)d is waiting.") % {"n": number})
+        elif not _claim(pk, moderator, decision):
+            problems.append(gettext("Guest number %(n)d was already handled.") % {"n": number})
+    return " ".join(problems)
+
+
+def _may(room: CallRoom, matrix_id: str, *, deny: bool) -> bool:
+    """The sender's rights, as on the dashboard (rooms.permissions): an explicit power level
+    in the room (or being a creator) at least what the action needs on Matrix."""
+    levels = room.levels
+    if matrix_id not in levels.users and matrix_id not in levels.creators:
+        return False
+    return levels.may_kick(matrix_id) if deny else levels.may_invite(matrix_id)
+
+
+def _claim(pk: int, moderator: str, decision: Decision) -> bool:
+    """Let in: the request is claimed for the moderator now (like "let everyone in"; the
+    minute's safety net invites a claim whose task was lost). Deny: the task claims it."""
+    undecided = JoinRequest.objects.filter(pk=pk, status__in=DECIDABLE, decided_by="")
+    if decision.deny:
+        if not undecided.exists():
+            return False
+        send_after_commit(deny_from_matrix, pk, moderator, decision.reason)
+        return True
+    if not undecided.update(decided_by=moderator):
+        return False
+    send_after_commit(approve_claimed, pk, moderator, False)
+    return True
+
+
+@shared_task(bind=True, max_retries=8)
+def deny_from_matrix(self: Task, join_request_id: int, moderator: str, reason: str) -> None:
+    """A denial a moderator wrote in Matrix: the same as the dashboard's, audited as in Matrix."""
+    join_request = join_request_load(join_request_id)
+    if join_request is None or join_request.status not in DECIDABLE:
+        return
+
+    def deny() -> None:
+        try:
+            join_request_deny(join_request, moderator=moderator, reason=reason, via_guestgate=False)
+        except AlreadyDecided:
+            logger.info("%s was decided by someone else first", join_request)
+
+    run_retrying(
+        self,
+        deny,
+        on_give_up=lambda error: logger.error("%s not denied: %s", join_request, error),
+    )
+
+
+def _reply(room: CallRoom, event: MembershipEvent, text: str) -> None:
+    """Answer the sender in the room (a command: as a reply to it), after commit."""
+    reply_to = event.event_id if event.type == "m.room.message" else ""
+    send_after_commit(reply_in_room, room.pk, event.event_id, reply_to, event.sender, text)
+
+
+@shared_task(bind=True, max_retries=8)
+def reply_in_room(
+    self: Task, room_pk: int, answering: str, reply_to: str, sender: str, text: str
+) -> None:
+    """GuestGate's bot answers a moderator's reaction or command (once: the transaction id
+    comes from the event answered)."""
+    room = CallRoom.objects.filter(pk=room_pk).first()
+    if room is None:
+        return
+    txn_id = "gg-reply-" + hashlib.sha256(answering.encode()).hexdigest()[:32]
+
+    def send() -> None:
+        with homeservers.main_bot() as bot:
+            bot.send_notice(
+                room.room_id, text, txn_id=txn_id, reply_to=reply_to or None, mentions=[sender]
+            )
+
+    run_retrying(
+        self, send, on_give_up=lambda error: logger.error("no reply in %s: %s", room, error)
+    )

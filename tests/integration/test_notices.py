@@ -1,0 +1,296 @@
+"""Moderators reached inside Matrix: the waiting notice in the call room, read back through the
+main homeserver, and guests let in by a reaction or a command, with the real pair and worker."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
+from devtools.localpair import LocalPair
+from matrix import MatrixClient, RoomEvent
+from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent, WaitingNotice
+from tests.conftest import Person
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
+
+TWO = "2\ufe0f\u20e3"
+ONE = "1\ufe0f\u20e3"
+
+
+@pytest.fixture
+def mona(guestgate_web: str, moderator: Person) -> Iterator[ModeratorBrowser]:
+    """The room's moderator, signed in at the dashboard."""
+    browser = ModeratorBrowser(guestgate_web)
+    assert browser.sign_in(moderator.user_id, moderator.password).status_code == 302
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def max_in_the_room(
+    call_room: CallRoom, member: Person, moderator: Person, homeserver_pair: LocalPair
+) -> Person:
+    """Max, a member of the call room without any power in it."""
+    moderator.client.invite(call_room.room_id, member.user_id)
+    member.client.join(call_room.room_id, via=[homeserver_pair.main.server_name])
+    return member
+
+
+def txn() -> str:
+    return f"test-{secrets.token_hex(8)}"
+
+
+def waiting_guests(guestgate_web: str, token: str, *names: str) -> list[JoinRequest]:
+    requests = []
+    for name in names:
+        browser = GuestBrowser(guestgate_web)
+        browser.ask_to_join(token, name)
+        browser.wait_for("waiting")
+        browser.close()
+        requests.append(JoinRequest.objects.get(display_name=f"{name} (Guest)"))
+    return requests
+
+
+def open_notice(room: CallRoom) -> str:
+    """The event id of the room's open notice, once GuestGate has sent it."""
+
+    def sent() -> str | None:
+        notice = WaitingNotice.objects.filter(room=room).first()
+        return notice.event_id if notice and notice.event_id else None
+
+    return wait_for(sent, what="the waiting notice")
+
+
+def notice_text(client: MatrixClient, room_id: str, event_id: str) -> str:
+    """What a Matrix client shows of the notice: its newest edit, or the original."""
+    edits = client.relations(room_id, event_id, rel_type="m.replace")
+    if edits:
+        return str(edits[-1].content["m.new_content"]["body"])
+    return str(client.event(room_id, event_id).content["body"])
+
+
+def wait_for_text(
+    client: MatrixClient,
+    room_id: str,
+    event_id: str,
+    check: Callable[[str], bool],
+    what: str,
+    timeout: float = 15.0,
+) -> str:
+    return wait_for(
+        lambda: text if check(text := notice_text(client, room_id, event_id)) else None,
+        what=what,
+        timeout=timeout,
+    )
+
+
+def bot_reply_to(client: MatrixClient, room_id: str, bot_id: str, mentioning: str) -> RoomEvent:
+    """The bot's answer that mentions ``mentioning``, read back from the room."""
+
+    def found() -> RoomEvent | None:
+        for event in client.messages(room_id, limit=20):
+            mentions = event.content.get("m.mentions") or {}
+            if event.sender == bot_id and mentioning in mentions.get("user_ids", []):
+                return event
+        return None
+
+    return wait_for(found, what=f"GuestGate's answer to {mentioning}")
+
+
+def bot_id(pair: LocalPair) -> str:
+    return f"@{pair.bot_localpart}:{pair.main.server_name}"
+
+
+def test_the_notice_lists_who_waits_is_edited_as_the_queue_changes_and_closes(
+    guestgate_web: str,
+    mona: ModeratorBrowser,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    homeserver_pair: LocalPair,
+) -> None:
+    room_id = call_room.room_id
+    (alice,) = waiting_guests(guestgate_web, invite_token, "Alice")
+
+    notice = open_notice(call_room)
+    first = moderator.client.event(room_id, notice)
+    assert first.sender == bot_id(homeserver_pair)
+    assert first.content["msgtype"] == "m.notice"
+    assert "1. Alice (Guest)" in first.content["body"]
+    assert f"/moderator/rooms/{call_room.pk}" in first.content["body"]
+    assert "Alice (Guest)" in first.content["formatted_body"]
+
+    (bob,) = waiting_guests(guestgate_web, invite_token, "Bob")
+    text = wait_for_text(
+        moderator.client, room_id, notice, lambda t: "2. Bob (Guest)" in t, "Bob in the notice"
+    )
+    assert "1. Alice (Guest)" in text
+    assert "2 guests are waiting" in text
+
+    for request in (alice, bob):
+        mona.post(f"/moderator/requests/{request.pk}/approve")
+    closed = wait_for_text(
+        moderator.client, room_id, notice, lambda t: "Nobody is waiting" in t, "the closed notice"
+    )
+    assert "Alice" not in closed
+    assert f"/moderator/rooms/{call_room.pk}" in closed
+
+    waiting_guests(guestgate_web, invite_token, "Carol")
+    wait_for(
+        lambda: (n := WaitingNotice.objects.get(room=call_room).event_id) and n != notice,
+        what="a new notice for the next guest",
+    )
+
+
+def test_a_moderators_reaction_lets_that_guest_in(
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+) -> None:
+    alice, bob = waiting_guests(guestgate_web, invite_token, "Alice", "Bob")
+    notice = open_notice(call_room)
+    wait_for_text(
+        moderator.client, call_room.room_id, notice, lambda t: "2. Bob" in t, "both listed"
+    )
+
+    moderator.client.send_reaction(call_room.room_id, notice, TWO, txn_id=txn())
+
+    wait_for(
+        lambda: JoinRequest.objects.get(pk=bob.pk).status == JoinRequest.Status.JOINED,
+        what="Bob joined",
+    )
+    assert JoinRequest.objects.get(pk=alice.pk).status == JoinRequest.Status.WAITING
+    approval = AuditEntry.objects.get(action=AuditEntry.Action.APPROVED)
+    assert (approval.actor, approval.subject, approval.via_guestgate) == (
+        moderator.user_id,
+        bob.user_id,
+        False,
+    )
+    text = wait_for_text(
+        moderator.client, call_room.room_id, notice, lambda t: "Bob" not in t, "Bob off the list"
+    )
+    assert "1. Alice (Guest)" in text
+
+
+def test_a_reaction_from_someone_without_power_lets_nobody_in(
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    max_in_the_room: Person,
+    homeserver_pair: LocalPair,
+) -> None:
+    (alice,) = waiting_guests(guestgate_web, invite_token, "Alice")
+    notice = open_notice(call_room)
+
+    max_in_the_room.client.send_reaction(call_room.room_id, notice, ONE, txn_id=txn())
+
+    answer = bot_reply_to(
+        max_in_the_room.client, call_room.room_id, bot_id(homeserver_pair), max_in_the_room.user_id
+    )
+    assert "only a moderator" in answer.content["body"]
+    alice.refresh_from_db()
+    assert (alice.status, alice.decided_by) == (JoinRequest.Status.WAITING, "")
+    assert not AuditEntry.objects.filter(action=AuditEntry.Action.APPROVED).exists()
+
+
+def test_commands_let_in_and_deny_by_number_and_explain_themselves(
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    homeserver_pair: LocalPair,
+) -> None:
+    room_id = call_room.room_id
+    alice, bob = waiting_guests(guestgate_web, invite_token, "Alice", "Bob")
+    notice = open_notice(call_room)
+    wait_for_text(moderator.client, room_id, notice, lambda t: "2. Bob" in t, "both listed")
+
+    def say(body: str) -> str:
+        content = {"msgtype": "m.text", "body": body}
+        return moderator.client.send_event(room_id, "m.room.message", content, txn_id=txn())
+
+    say("!guests let in 1")
+    say("!guests deny 2 The room is full, sorry")
+
+    wait_for(
+        lambda: JoinRequest.objects.get(pk=alice.pk).status == JoinRequest.Status.JOINED,
+        what="Alice joined",
+    )
+    wait_for(
+        lambda: JoinRequest.objects.get(pk=bob.pk).status == JoinRequest.Status.DENIED,
+        what="Bob denied",
+    )
+    assert JoinRequest.objects.get(pk=bob.pk).reason == "The room is full, sorry"
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.DENIED)
+    assert (entry.actor, entry.reason, entry.via_guestgate) == (
+        moderator.user_id,
+        "The room is full, sorry",
+        False,
+    )
+
+    question = say("!guests dance")
+    answer = bot_reply_to(moderator.client, room_id, bot_id(homeserver_pair), moderator.user_id)
+    assert answer.content["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
+    assert "!guests let in all" in answer.content["body"]
+
+
+def test_only_reactions_and_commands_for_guestgate_are_stored(
+    call_room: CallRoom, moderator: Person, guestgate_web: str, invite_token: str
+) -> None:
+    room_id = call_room.room_id
+    waiting_guests(guestgate_web, invite_token, "Alice")
+    notice = open_notice(call_room)
+    chat = moderator.client.send_event(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "hello all"}, txn_id=txn()
+    )
+    other = moderator.client.send_event(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "unrelated"}, txn_id=txn()
+    )
+    elsewhere = moderator.client.send_reaction(room_id, other, ONE, txn_id=txn())
+    command = moderator.client.send_event(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "!guests help"}, txn_id=txn()
+    )
+    reaction = moderator.client.send_reaction(room_id, notice, "\U0001f44d", txn_id=txn())
+
+    wait_for(
+        lambda: MembershipEvent.objects.filter(event_id__in=[command, reaction]).count() == 2,
+        what="the command and the reaction stored",
+    )
+    assert not MembershipEvent.objects.filter(event_id__in=[chat, other, elsewhere]).exists()
+
+
+def test_a_burst_of_guests_makes_a_handful_of_edits(
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    guests = 30
+    names = [f"Crowd{n:02d}" for n in range(guests)]
+    browsers = [GuestBrowser(guestgate_web) for _ in names]
+    for browser, name in zip(browsers, names, strict=True):
+        browser.ask_to_join(invite_token, name)
+    for browser in browsers:
+        browser.wait_for("waiting", timeout=120)
+        browser.close()
+
+    notice = open_notice(call_room)
+    wait_for_text(
+        moderator.client,
+        call_room.room_id,
+        notice,
+        lambda t: f"{guests} guests are waiting" in t,
+        "every guest in the notice",
+        timeout=30,
+    )
+
+    edits = moderator.client.relations(call_room.room_id, notice, rel_type="m.replace")
+    with capsys.disabled():
+        print(f"\n{guests} guests: 1 notice and {len(edits)} edits")
+    assert 1 + len(edits) <= guests // 3
