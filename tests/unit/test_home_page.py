@@ -7,11 +7,14 @@ from __future__ import annotations
 import secrets
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from guestgate.templatetags.pages import time_ago
 from rooms.invite_codes import invite_code_read
 from rooms.invite_links import grouped, invite_link_revoke
 from rooms.models import InviteLink
@@ -190,3 +193,22 @@ def test_the_page_language_carries_the_browsers_region(client: Client) -> None:
     assert '<html lang="en-GB">' in british.content.decode()
     assert '<html lang="de-AT">' in german.content.decode()
     assert '<html lang="en">' in plain.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0, "just now"),
+        (59, "just now"),
+        (60, "1 min ago"),
+        (3599, "59 min ago"),
+        (3600, "1 h ago"),
+        (86399, "23 h ago"),
+        (86400, "1 d ago"),
+        (-5, "just now"),  # a clock a little ahead of the server's
+    ],
+)
+def test_times_in_lists_are_said_in_short_words(seconds: int, said: str) -> None:
+    now = timezone.now()
+
+    assert time_ago(now - timedelta(seconds=seconds), now=now) == said
