@@ -28,9 +28,10 @@ $(FRONTEND): package.json package-lock.json frontend/build.mjs frontend/call-hos
 ## frontend: (re)build Element Call's embedded build and the lobby's call host into build/
 frontend: $(STAMP) $(FRONTEND)
 
-## run: GuestGate with the local homeserver pair, a Celery worker and beat (Ctrl-C stops all)
+## run: GuestGate with the local homeserver pair, a Celery worker and beat (Ctrl-C stops all);
+## logs go to var/log/, or show here with `make run VERBOSE=1`
 run: $(STAMP) $(FRONTEND)
-	GUESTGATE_DEBUG=true $(PY) -m devtools devstack
+	GUESTGATE_DEBUG=true $(PY) -m devtools devstack $(if $(VERBOSE),--verbose)
 
 ## test: the whole suite, against the real local homeserver pair
 test: $(STAMP) $(FRONTEND)

@@ -34,6 +34,12 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # A folder has no host: without this kombu says "No hostname was supplied. Reverting
+        # to default 'localhost'" in every process, as if something were misconfigured.
+        return {"port": self.default_port}
+
 
 def use_safe_filesystem_transport() -> None:
     """Make ``filesystem://`` mean this transport in GuestGate's processes."""

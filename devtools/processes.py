@@ -101,13 +101,21 @@ def wait_until_ready(
         raise
 
 
-def appservice_answering(appservice_url: str) -> bool:
-    """Whether GuestGate's web server answers at ``appservice_url``: the homeserver's ping
-    without a token is refused (401) by GuestGate, and by nothing else holding the port."""
+def appservice_answering(appservice_url: str, hs_token: str | None = None) -> bool:
+    """Whether GuestGate's web server answers at ``appservice_url``: the appservice ping with
+    the main homeserver's token (``MAIN_HS_TOKEN`` unless given), which GuestGate answers
+    200 and nothing else holding the port would. With the token, so that the web server's
+    log shows no refused request at each start."""
+    token = hs_token if hs_token is not None else settings.MAIN_HS_TOKEN
     try:
-        return httpx.post(f"{appservice_url}/_matrix/app/v1/ping").status_code == 401
+        answer = httpx.post(
+            f"{appservice_url}/_matrix/app/v1/ping",
+            headers={"Authorization": f"Bearer {token}"},
+            json={},
+        )
     except httpx.TransportError:
         return False
+    return answer.status_code == 200
 
 
 def worker_ready(log_path: Path, *, since: bytes = b"") -> bool:

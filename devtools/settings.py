@@ -6,6 +6,10 @@ developer commands (``devstack``, ``homeservers``, ``seed_demo``) are installed,
 embedded Celery broker writes its messages atomically. ``tests.settings`` builds on it.
 """
 
+import warnings
+
+from celery.exceptions import SecurityWarning
+
 from devtools.embedded_broker import use_safe_filesystem_transport
 from devtools.localpair import use_local_pair
 
@@ -20,3 +24,11 @@ if not GUEST_ADMIN_TOKEN:
 # filesystem:// means the embedded broker with its atomic put, in every process (web, worker
 # and beat read this module), whichever broker the settings chose.
 use_safe_filesystem_transport()
+# The development machines run everything as root, and a Celery worker warns of that at each
+# start (it reads these settings just before): not a problem of a stack on one's own machine,
+# so not said there. Only this warning, and only here: production settings keep it.
+warnings.filterwarnings(
+    "ignore",
+    message="You're running the worker with superuser privileges",
+    category=SecurityWarning,
+)

@@ -223,7 +223,29 @@ def deny(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def ban(request: HttpRequest, pk: int) -> HttpResponse:
+    """A ban cannot be taken back from the dashboard: the first POST (the queue's button) asks
+    for confirmation on a page of its own, which works without JavaScript; the confirmed POST
+    bans."""
+    if request.POST.get("confirmed") != "yes":
+        return _ban_confirmation(request, pk)
     return _decide(request, pk, "ban")
+
+
+def _ban_confirmation(request: HttpRequest, pk: int) -> HttpResponse:
+    join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
+    room, rights = room_for(request, join_request.room_id)
+    if not rights.ban:
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
+    return render(
+        request,
+        "moderator/ban_confirm.html",
+        {
+            "room": room,
+            "join_request": join_request,
+            "reason": request.POST.get("reason", "").strip()[:500],
+        },
+    )
 
 
 @login_required

@@ -150,10 +150,12 @@ def room_queue(room: CallRoom) -> list[JoinRequest]:
 
 
 def room_recent_decisions(room: CallRoom, *, limit: int = 15) -> list[JoinRequest]:
-    """The latest decided requests, with their devices in the call (``JoinRequest.call``)."""
+    """The latest decided requests, with their devices in the call (``JoinRequest.call``) and
+    their guest accounts (a let-in guest's pass may have expired since)."""
     return list(
         JoinRequest.objects.filter(room=room)
         .exclude(status__in=[Status.PROVISIONING, Status.WAITING])
+        .select_related("guest")
         .prefetch_related("call_presences")
         .order_by("-updated_at")[:limit]
     )

@@ -54,7 +54,7 @@ def test_a_knock_appears_live_and_the_approval_reaches_the_guest_live(
         timeout=30_000
     )
 
-    let_in = moderator_page.get_by_role("button", name="Let Alice (Guest) in")
+    let_in = moderator_page.get_by_role("button", name="Let in Alice (Guest)")
     expect(let_in).to_be_visible(timeout=30_000)
     expect(moderator_page).to_have_title("(1) Team call \u2013 GuestGate")
     assert moderator_page.evaluate("window.notReloaded") is True

@@ -121,7 +121,7 @@ def test_a_banned_guest_cannot_knock_again(
 ) -> None:
     request = waiting_guest(guest, invite_token, "Trudy")
 
-    mona.post(f"/moderator/requests/{request.pk}/ban", reason="spam")
+    mona.post(f"/moderator/requests/{request.pk}/ban", reason="spam", confirmed="yes")
 
     guest.wait_for("banned")
     with pytest.raises(Forbidden):
@@ -143,7 +143,7 @@ def test_an_approval_in_a_matrix_client_is_reflected_in_the_queue(
     moderator.client.invite(call_room.room_id, request.user_id, reason="from Element")
 
     state = mona.wait_for_queue(call_room.pk, lambda s: s["waiting"] == 0)
-    assert "<strong>Carol (Guest)</strong>: " in state["html"]  # now under "Recently"
+    assert "<strong>Carol (Guest)</strong> " in state["html"]  # now under "Recently"
     assert f"by {moderator.user_id}" in state["html"]
     guest.wait_for("joined")
     entry = AuditEntry.objects.get(action=AuditEntry.Action.APPROVED)

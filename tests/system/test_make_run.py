@@ -225,6 +225,22 @@ def test_make_run_shows_a_demo_a_guest_can_be_let_into_then_stops_everything(
     for browser in (dora, erin, moderator):
         browser.close()
 
+    # The demo stays the last thing on screen; the processes' logs are in files, with no
+    # start-up line that looks like an error and is not one.
+    assert make_run.output.rstrip().endswith("Press Ctrl-C to stop everything."), make_run.output
+    logs = make_run.var_dir / "log"
+    for name in ("web.log", "worker.log", "beat.log"):
+        log = (logs / name).read_text()
+        assert log, f"{name} is empty"
+        for false_alarm in (
+            "superuser privileges",
+            "No hostname was supplied",
+            "Unauthorized",
+            "This is a development server",
+        ):
+            assert false_alarm not in log, f"{name}: {false_alarm!r}"
+    assert "celery@" not in make_run.output  # the worker's log is not on screen
+
     make_run.ctrl_c()  # make itself then ends "Interrupt", as in a terminal
 
     stopped_everything(make_run)

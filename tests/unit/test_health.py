@@ -217,27 +217,6 @@ def test_the_answer_holds_no_token_and_no_homeserver_url(client: Client, setting
     assert "127.0.0.1" not in text
 
 
-def test_the_home_page_shows_both_homeservers_as_healthz_checks_them(
-    client: Client, settings, homeserver_url: str, closed_port_url: str
-) -> None:
-    settings.GUEST_HS_URL = homeserver_url
-    settings.MAIN_HS_URL = closed_port_url
-
-    response = client.get("/")
-
-    assert response.status_code == 200
-    rows = [(row.url, row.reachable, row.detail) for row in response.context["health"]]
-    assert rows == [
-        (homeserver_url, True, "answers (Matrix v1.12)"),
-        (
-            closed_port_url,
-            False,
-            "matrix.unavailable: could not reach the homeserver (ConnectError)",
-        ),
-    ]
-    assert "not reachable" in response.content.decode()
-
-
 def test_the_database_failing_is_down(settings, both_homeservers_up, monkeypatch) -> None:
     monkeypatch.setattr(health, "check_database", lambda: health.Check(False, "query failed"))
 

@@ -3,17 +3,24 @@
 Migrates, brings up the local homeserver pair, starts a Celery worker, Celery beat and the web
 server as child processes, prints where to click, restarts a worker or beat that exits (as
 compose does), and on Ctrl-C stops exactly what it started.
+
+The processes' logs go to files under ``var/log/`` (the homeservers' as links to their own
+files), so that the demo's link, its QR code and the moderator's login stay the last thing on
+screen; ``--verbose`` (``make run VERBOSE=1``) shows the web server's, the worker's and beat's
+logs live instead.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,13 +28,22 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools import processes
-from devtools.localpair import configured_pair
+from devtools.localpair import LocalPair, configured_pair
+from devtools.localpair.config import server_files
 from devtools.localpair.process import down, ensure_up
 
 
 class Command(BaseCommand):
     help = "Run GuestGate with the local homeserver pair, a Celery worker and beat."
     requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="Show the web server's, the worker's and beat's logs here as they come "
+            "(otherwise they go to files under var/log/).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         pair = configured_pair()
@@ -36,21 +52,26 @@ class Command(BaseCommand):
         port = int(pair.appservice_url.rsplit(":", 1)[1])
         _refuse_if_taken(port)
         _stop_on(_STOP_SIGNALS)
+        logs = None if options["verbose"] else ProcessLogs(settings.VAR_DIR / "log")
         call_command("migrate", interactive=False, verbosity=0)
-        self._say("Starting the local homeserver pair…")
+        self._say("Starting the local homeserver pair…\n")
         _, started_pair = ensure_up(pair)
         children: dict[str, subprocess.Popen[bytes]] = {}
         try:
             demo = io.StringIO()
             call_command("seed_demo", stdout=demo)
-            for name, argv in self._commands(port).items():
-                children[name] = processes.spawn(argv)  # own process group: Ctrl-C reaches devstack
-            _wait_until_answering(pair.appservice_url, children["web server"])
-            self._say(demo.getvalue())
-            self._announce(pair.appservice_url, pair.guest.client_url, pair.main.client_url)
-            Supervisor(children, self._commands(port), say=self._say).run()
+            commands = self._commands(port)
+            if logs is not None:
+                logs.link_homeservers(pair)
+            for name, argv in commands.items():
+                # Own process group: Ctrl-C reaches devstack, which stops them in order.
+                children[name] = spawn_logged(argv, name, logs, fresh=True)
+            _wait_until_answering(pair.appservice_url, children["web server"], logs)
+            self._announce(pair, logs)
+            self._say(demo.getvalue() + "\nPress Ctrl-C to stop everything.\n")
+            Supervisor(children, commands, say=self._say, logs=logs).run()
         except KeyboardInterrupt:
-            self._say("\nStopping…")
+            self._say("\nStopping…\n")
         finally:
             # Stopping is bounded (processes.stop and down kill what does not end in time): a
             # second Ctrl-C must not cut it short and leave the rest running.
@@ -59,7 +80,7 @@ class Command(BaseCommand):
             processes.stop(*children.values())
             if started_pair:
                 down(pair)
-            self._say("Stopped everything devstack started.")
+            self._say("Stopped everything devstack started.\n")
 
     def _commands(self, port: int) -> dict[str, list[str]]:
         return {
@@ -70,16 +91,69 @@ class Command(BaseCommand):
 
     def _say(self, text: str) -> None:
         # Flushed: piped (`make run | tee run.log`), stdout would hold it back.
-        self.stdout.write(text)
+        self.stdout.write(text, ending="")
         self.stdout.flush()
 
-    def _announce(self, url: str, guest_url: str, main_url: str) -> None:
-        self._say(
-            self.style.SUCCESS(f"\nGuestGate is running: open {url}/\n")
-            + f"  guest homeserver  {guest_url}\n"
-            + f"  main homeserver   {main_url}\n"
-            + "Press Ctrl-C to stop everything.\n"
+    def _announce(self, pair: LocalPair, logs: ProcessLogs | None) -> None:
+        where = (
+            "Logs: shown above as they come (the homeservers' are in their folders under "
+            f"{pair.directory}).\n"
+            if logs is None
+            else f"Logs: {logs.directory}/ ({', '.join(logs.names())}); "
+            "`make run VERBOSE=1` shows them here instead.\n"
         )
+        self._say(
+            self.style.SUCCESS(f"\nGuestGate is running: open {pair.appservice_url}/\n")
+            + f"  guest homeserver  {pair.guest.client_url}\n"
+            + f"  main homeserver   {pair.main.client_url}\n"
+            + where
+            + "\n"
+        )
+
+
+class ProcessLogs:
+    """Where devstack's processes write: one file per process under ``directory``, started
+    afresh by each ``make run`` and appended to by a restart, and links to the homeservers'
+    own log files, so that every log of the stack is in one folder."""
+
+    HOMESERVER_LOGS = ("guest-homeserver.log", "main-homeserver.log")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    #: devstack's names of its processes, and their files' names.
+    FILES = {"web server": "web.log", "celery worker": "worker.log", "celery beat": "beat.log"}
+
+    def path(self, process: str) -> Path:
+        return self.directory / self.FILES.get(process, f"{process.replace(' ', '-')}.log")
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob("*.log"))
+
+    def link_homeservers(self, pair: LocalPair) -> None:
+        for name, server in zip(self.HOMESERVER_LOGS, (pair.guest, pair.main), strict=True):
+            link = self.directory / name
+            link.unlink(missing_ok=True)
+            link.symlink_to(server_files(server).log)
+
+
+#: Django's development server warns at every start that it is one; make run is where it is
+#: meant to be used, so the warning only hides what is worth reading (Django 5.2's switch).
+_QUIET_DEV_SERVER = {"DJANGO_RUNSERVER_HIDE_WARNING": "true"}
+
+
+def spawn_logged(
+    argv: list[str], name: str, logs: ProcessLogs | None, *, fresh: bool
+) -> subprocess.Popen[bytes]:
+    """Start ``name``'s process (in its own process group), writing to its log file
+    (``fresh``: emptied first), or to devstack's own output when ``logs`` is None
+    (--verbose)."""
+    env = {**os.environ, **_QUIET_DEV_SERVER}
+    if logs is None:
+        return processes.spawn(argv, env=env)
+    with logs.path(name).open("wb" if fresh else "ab") as log:
+        return processes.spawn(argv, env=env, log=log)
 
 
 class Supervisor:
@@ -100,11 +174,13 @@ class Supervisor:
         *,
         say: Callable[[str], None],
         poll_seconds: float = 0.5,
+        logs: ProcessLogs | None = None,
     ) -> None:
         self.children = children  # the caller's: it stops whatever runs at the end
         self.commands = commands
         self.say = say
         self.poll_seconds = poll_seconds
+        self.logs = logs
         self.restarts: dict[str, deque[float]] = {name: deque() for name in children}
         self.given_up: set[str] = set()
 
@@ -131,12 +207,15 @@ class Supervisor:
                 self.given_up.add(name)
                 self.say(
                     f"\n{exited}, {len(recent)} times within {self.WINDOW_SECONDS:.0f} s; "
-                    "not starting it again (its output is above). GuestGate's pages say so "
-                    "(/healthz); stop with Ctrl-C, fix it and run make run again.\n"
+                    f"not starting it again (its output is {self._where(name)}). GuestGate's "
+                    "pages say so (/healthz); stop with Ctrl-C, fix it and run make run again.\n"
                 )
                 continue
             self.say(f"\n{exited}; starting it again.\n")
-            self.children[name] = processes.spawn(self.commands[name])
+            self.children[name] = spawn_logged(self.commands[name], name, self.logs, fresh=False)
+
+    def _where(self, name: str) -> str:
+        return "above" if self.logs is None else f"in {self.logs.path(name)}"
 
 
 #: Ctrl-C; `timeout`, systemd or a closing terminal (SIGTERM, SIGHUP): all stop cleanly.
@@ -168,10 +247,15 @@ def _refuse_if_taken(port: int) -> None:
             ) from None
 
 
-def _wait_until_answering(url: str, server: subprocess.Popen[bytes]) -> None:
+def _wait_until_answering(
+    url: str, server: subprocess.Popen[bytes], logs: ProcessLogs | None
+) -> None:
     try:
         processes.wait_until_ready(
-            server, lambda: processes.appservice_answering(url), what="the web server"
+            server,
+            lambda: processes.appservice_answering(url),
+            what="the web server",
+            log_path=logs.path("web server") if logs is not None else None,
         )
     except processes.ProcessFailed as error:
         raise CommandError(f"{error} (at {url})") from None
