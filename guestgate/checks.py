@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
@@ -60,6 +61,22 @@ def secret_key_set(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 hint="Set it (or GUESTGATE_SECRET_KEY_FILE) to a long random string, e.g. the "
                 "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'",
                 id="guestgate.E010",
+            )
+        ]
+    return []
+
+
+@register(Tags.staticfiles)
+def logo_found(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A logo given as a static file's path must be one (a typo would show a broken image)."""
+    branding = settings.BRANDING
+    if branding.logo_is_static and not finders.find(branding.logo):
+        return [
+            Error(
+                f"GUESTGATE_ORG_LOGO_URL={branding.logo!r} is not a static file.",
+                hint="Give the path of a file under static/ (or the front end's build), an "
+                "https:// URL, or a path on this site starting with /.",
+                id="guestgate.E020",
             )
         ]
     return []

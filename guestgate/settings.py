@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
+from guestgate.branding import branding_read
 from guestgate.env import (
     ImproperlyConfiguredEnv,
     env_bool,
@@ -80,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "guestgate.context_processors.branding",
             ],
         },
     },
@@ -393,8 +395,18 @@ CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_URL))]
 # Invite links carry their token in the path: never send them to another site as a Referer.
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# ops.security.ContentSecurityPolicyMiddleware: no inline scripts or styles anywhere.
+# The organisation's name, logo and accent colour (guestgate/branding.py): a value it cannot
+# use stops start-up here, saying which variable is wrong.
+BRANDING = branding_read(
+    name=env_str("GUESTGATE_ORG_NAME"),
+    logo=env_str("GUESTGATE_ORG_LOGO_URL", "guestgate/logo.svg"),
+    accent=env_str("GUESTGATE_ACCENT_COLOR"),
+)
+
+# ops.security.ContentSecurityPolicyMiddleware: no inline scripts or styles anywhere. A logo
+# on another site is the one image from elsewhere.
+_IMAGE_SOURCES = " ".join(filter(None, ["'self'", "data:", BRANDING.logo_origin]))
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    f"default-src 'self'; img-src {_IMAGE_SOURCES}; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )

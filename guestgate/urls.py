@@ -19,6 +19,7 @@ handler500 = "ops.views.server_error"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("branding.css", views.branding_css, name="branding-css"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language switch
     path("healthz", ops_views.healthz, name="healthz"),

@@ -1,4 +1,5 @@
-"""The public home page: where a guest types the code from a poster or an invitation.
+"""The public home page: where a guest types the code from a poster or an invitation; and
+``/branding.css``, the organisation's accent colour every page links.
 
 Nothing internal is shown here and no homeserver is called: the operational view is
 ``/healthz`` and ``manage.py doctor``.
@@ -83,3 +84,19 @@ def home(request: HttpRequest) -> HttpResponse:
         rate_limit_count(_wrong_codes_limit(), address)
         status = 400
     return render(request, "home.html", {"form": form}, status=status)
+
+
+#: A year: the stylesheet's address changes with its content (``?v=`` its hash).
+_LONG_CACHE = "public, max-age=31536000, immutable"
+
+
+@require_http_methods(["GET", "HEAD"])
+def branding_css(request: HttpRequest) -> HttpResponse:
+    """The accent colour as CSS custom properties (the strict CSP forbids inline styles).
+    Cached for a year when asked for under the current hash; an old hash gets today's
+    stylesheet, briefly cached, so a page cached before a change still looks right."""
+    branding = settings.BRANDING
+    response = HttpResponse(branding.stylesheet, content_type="text/css; charset=utf-8")
+    current = request.GET.get("v") == branding.version
+    response["Cache-Control"] = _LONG_CACHE if current else "public, max-age=300"
+    return response
