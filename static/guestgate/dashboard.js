@@ -4,7 +4,8 @@
   const queue = document.getElementById("queue");
   if (!queue) return;
   const url = queue.dataset.url;
-  const room = queue.dataset.room;
+  // The page's own title ("Team call – Example e.V.", the organisation's name), counted.
+  const title = document.title;
   let token = queue.dataset.token;
   let waiting = queue.querySelectorAll("li.knock").length;
   const sound = document.getElementById("sound");
@@ -22,7 +23,7 @@
   }
 
   function showCount(count) {
-    document.title = (count ? "(" + count + ") " : "") + room + " – GuestGate";
+    document.title = (count ? "(" + count + ") " : "") + title;
   }
 
   function busy() {
