@@ -161,8 +161,10 @@ def join_request_ban_undo(join_request: JoinRequest, *, moderator: str) -> None:
     join_request.refresh_from_db()
     if not join_request_ban_undo_possible(join_request):
         raise TooLateToUndo(
-            gettext("Too late to undo: %(name)s stays banned. A moderator can lift the ban in a "
-                    "Matrix client.")
+            gettext(
+                "Too late to undo: %(name)s stays banned. A moderator can lift the ban in a "
+                "Matrix client."
+            )
             % {"name": join_request.display_name}
             if join_request.status == Status.BANNED
             else gettext("%(name)s is not banned (%(status)s).")

@@ -54,7 +54,9 @@ def banned_from_the_dashboard(
 
 def audit_actions(request: JoinRequest) -> list[str]:
     return list(
-        AuditEntry.objects.filter(join_request=request).order_by("pk").values_list("action", flat=True)
+        AuditEntry.objects.filter(join_request=request)
+        .order_by("pk")
+        .values_list("action", flat=True)
     )
 
 
