@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rooms", "0006_call_presence"),
+        ("rooms", "0007_invite_link_token_encrypted"),
     ]
 
     operations = [
