@@ -1,13 +1,12 @@
 """A ban can be undone (a new audit action); a call room's waiting notice may go to another
-Matrix room. Depends on both 0007s: this also merges the two branches that added one."""
+Matrix room."""
 
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rooms", "0007_invite_link_token_encrypted"),
-        ("rooms", "0007_waiting_notice"),
+        ("rooms", "0008_waiting_notice"),
     ]
 
     operations = [
