@@ -56,6 +56,7 @@ urlpatterns = [
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),
     path("moderator/requests/<int:pk>/deny", dashboard_views.deny, name="moderator-deny"),
     path("moderator/requests/<int:pk>/ban", dashboard_views.ban, name="moderator-ban"),
+    path("moderator/requests/<int:pk>/unban", dashboard_views.unban, name="moderator-unban"),
     path(
         "moderator/requests/<int:pk>/remove-from-call",
         dashboard_views.remove_from_call,

@@ -486,6 +486,22 @@ class MatrixClient:
             raise
         return True
 
+    def ensure_unbanned(self, room_id: str, user_id: str, reason: str | None = None) -> bool:
+        """Make sure the user is not banned from the room (lifting a ban leaves them out:
+        membership ``leave``; they may knock again).
+
+        Returns:
+            True if the homeserver lifted the ban, False if the user was not banned.
+        """
+        try:
+            self.unban(room_id, user_id, reason)
+        except Forbidden:
+            member = self.member(room_id, user_id)
+            if member is None or member.membership != "ban":
+                return False
+            raise
+        return True
+
     def member(self, room_id: str, user_id: str) -> Member | None:
         """The user's membership of the room, or None if the room has none for that user.
 

@@ -28,10 +28,13 @@ from rooms.call_rooms import (
 from rooms.live import changes
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import (
+    BAN_UNDO_WINDOW,
     join_request_approve,
+    join_request_ban_undo,
     join_request_deny,
     join_request_remove_from_call,
     join_requests_approve_all,
+    join_requests_ban_undoable,
 )
 from rooms.moderators import SignInRefused, moderator_sign_in
 from rooms.permissions import actor_name, room_for, room_rights
@@ -136,6 +139,8 @@ def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "queue": room_queue(room),
             "recent": room_recent_decisions(room),
             "token": room_queue_token(room),
+            "just_banned": join_requests_ban_undoable(room) if rights.ban else [],
+            "undo_seconds": int(BAN_UNDO_WINDOW.total_seconds()),
         },
     )
 
@@ -223,9 +228,9 @@ def deny(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def ban(request: HttpRequest, pk: int) -> HttpResponse:
-    """A ban cannot be taken back from the dashboard: the first POST (the queue's button) asks
-    for confirmation on a page of its own, which works without JavaScript; the confirmed POST
-    bans."""
+    """The first POST (the queue's button) asks for confirmation on a page of its own, which
+    works without JavaScript; the confirmed POST bans, and the room page offers an undo for a
+    short while (``unban``)."""
     if request.POST.get("confirmed") != "yes":
         return _ban_confirmation(request, pk)
     return _decide(request, pk, "ban")
@@ -244,8 +249,37 @@ def _ban_confirmation(request: HttpRequest, pk: int) -> HttpResponse:
             "room": room,
             "join_request": join_request,
             "reason": request.POST.get("reason", "").strip()[:500],
+            "undo_seconds": int(BAN_UNDO_WINDOW.total_seconds()),
         },
     )
+
+
+@login_required
+@require_POST
+def unban(request: HttpRequest, pk: int) -> HttpResponse:
+    """Undo a ban made moments ago (the room page's "Undo"): the person is denied, not banned."""
+    join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
+    room, rights = room_for(request, join_request.room_id)
+    if not rights.ban:
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
+    try:
+        join_request_ban_undo(join_request, moderator=actor_name(request.user))
+    except GuestGateError as error:
+        messages.error(request, error.message)
+    except MatrixError as error:
+        messages.error(
+            request,
+            gettext("The Matrix server refused or did not answer: %(error)s")
+            % {"error": error.message},
+        )
+    else:
+        messages.success(
+            request,
+            gettext("The ban is undone: %(name)s was not let in, and may ask again.")
+            % {"name": join_request.display_name},
+        )
+    return redirect("moderator-room", pk=room.pk)
 
 
 @login_required

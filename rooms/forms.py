@@ -186,3 +186,14 @@ class RoomSettingsForm(forms.Form):
                 "names. A link may name a policy of its own."
             ),
         )
+        self.fields["notice_room"] = forms.CharField(
+            label=gettext("Room for the waiting notice (optional)"),
+            max_length=255,
+            required=False,
+            help_text=gettext(
+                "GuestGate's bot posts who is waiting in the call room. To have it post in "
+                "another room instead, e.g. your moderators' room, give that room's id (!…) or "
+                "address (#…): the bot joins it when you save, so invite it first to a closed "
+                "room. Reactions and commands there act with people's rights in the call room."
+            ),
+        )

@@ -108,9 +108,17 @@ class CallRoom(models.Model):
     push_gap_at = models.DateTimeField(null=True, blank=True)
     push_gap_events = models.PositiveIntegerField(default=0)
     push_gap_seconds = models.PositiveIntegerField(default=0)
+    # Where the bot posts the waiting notice (rooms.notices): another Matrix room the room's
+    # admins chose, e.g. their moderators' room; empty: the call room itself.
+    notice_room_id = models.CharField(max_length=255, blank=True)
 
     def __str__(self) -> str:
         return self.name or self.room_id
+
+    @property
+    def notice_room(self) -> str:
+        """The Matrix room of the waiting notice."""
+        return self.notice_room_id or self.room_id
 
     @property
     def display_name(self) -> str:
@@ -300,6 +308,8 @@ class AuditEntry(models.Model):
         APPROVED = "approved", gettext_lazy("let in")
         DENIED = "denied", gettext_lazy("denied")
         BANNED = "banned", gettext_lazy("denied and banned")
+        # A ban taken back moments after it was made (rooms.moderation): denied, not banned.
+        BAN_UNDONE = "ban_undone", gettext_lazy("ban undone")
         JOINED = "joined", gettext_lazy("joined")
         CANCELLED = "cancelled", gettext_lazy("cancelled")
         FAILED = "failed", gettext_lazy("failed")
@@ -337,6 +347,8 @@ class WaitingNotice(models.Model):
 
     room = models.OneToOneField(CallRoom, on_delete=models.CASCADE, related_name="waiting_notice")
     event_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The Matrix room the open notice is in (the call room's notice room when it was sent).
+    in_room = models.CharField(max_length=255, blank=True)
     # The transaction id of the notice being started: sent again after a crash, main answers
     # with the same event instead of a second notice.
     txn_id = models.CharField(max_length=64, blank=True)

@@ -1,5 +1,5 @@
 """Moderators' decisions on join requests: approve (invite), deny (kick), deny and ban (ban),
-and removing a let-in guest from the call (kick).
+undoing a ban for a short while (unban), and removing a let-in guest from the call (kick).
 
 Record, act, record: a decision is first claimed on the row (a conditional UPDATE of
 ``decided_by``), so two moderators clicking at once cause one effect and the other is told
@@ -11,9 +11,11 @@ first, for the moderator who claimed it). A homeserver failure releases the clai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from celery import Task, shared_task
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext
 
 from guestgate import homeservers
@@ -27,6 +29,7 @@ from rooms.models import CallRoom, JoinRequest
 from rooms.transitions import (
     DECIDABLE,
     By,
+    join_request_ban_undone,
     join_request_banned,
     join_request_denied,
     join_request_invited,
@@ -119,6 +122,64 @@ def join_request_deny(
     record = join_request_banned if ban else join_request_denied
     by = By(moderator, reason, via_guestgate=via_guestgate)
     record(join_request, decider=moderator, by=by, reason=reason)
+
+
+#: How long after a ban the dashboard offers to undo it.
+BAN_UNDO_WINDOW = timedelta(seconds=30)
+
+
+class TooLateToUndo(GuestGateError):
+    code = "request.ban_undo_too_late"
+    status = 409
+
+
+def join_request_ban_undo_possible(join_request: JoinRequest) -> bool:
+    """Whether the request's ban is recent enough to undo. A banned request changes no more,
+    so its ``updated_at`` is when it was banned."""
+    return (
+        join_request.status == Status.BANNED
+        and join_request.updated_at >= timezone.now() - BAN_UNDO_WINDOW
+    )
+
+
+def join_requests_ban_undoable(room: CallRoom) -> list[JoinRequest]:
+    """The room's requests banned moments ago, newest first: the dashboard offers an undo."""
+    return list(
+        JoinRequest.objects.filter(
+            room=room,
+            status=Status.BANNED,
+            updated_at__gte=timezone.now() - BAN_UNDO_WINDOW,
+        ).order_by("-updated_at")
+    )
+
+
+def join_request_ban_undo(join_request: JoinRequest, *, moderator: str) -> None:
+    """Take back a ban made less than ``BAN_UNDO_WINDOW`` ago: GuestGate's bot lifts it on main,
+    then the request is recorded as denied (not banned), audited once as the undo by
+    ``moderator``. Main's push of the unban changes nothing more (rooms.membership). A ban
+    lifted on main but not recorded (the process died) is recorded by undoing again."""
+    join_request.refresh_from_db()
+    if not join_request_ban_undo_possible(join_request):
+        raise TooLateToUndo(
+            gettext(
+                "Too late to undo: %(name)s stays banned. A moderator can lift the ban in a "
+                "Matrix client."
+            )
+            % {"name": join_request.display_name}
+            if join_request.status == Status.BANNED
+            else gettext("%(name)s is not banned (%(status)s).")
+            % {"name": join_request.display_name, "status": join_request.get_status_display()}
+        )
+    with homeservers.main_bot() as bot:
+        bot.ensure_unbanned(
+            join_request.room.room_id, join_request.user_id, reason=f"ban undone by {moderator}"
+        )
+    if not join_request_ban_undone(join_request, by=By(moderator)):
+        join_request.refresh_from_db()
+        raise AlreadyDecided(
+            gettext("%(name)s's ban was already undone (%(status)s).")
+            % {"name": join_request.display_name, "status": join_request.get_status_display()}
+        )
 
 
 class NotInTheRoom(GuestGateError):

@@ -40,7 +40,9 @@ from django.utils.html import escape
 from django.utils.translation import gettext, ngettext
 
 from guestgate import homeservers
+from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying, send_after_commit, task_send
+from matrix import Forbidden, NotFound
 from matrix.appservice import RoomEvent
 from rooms.guest_steps import join_request_load
 from rooms.models import CallRoom, JoinRequest, MembershipEvent, WaitingNotice
@@ -57,6 +59,10 @@ COMMAND_PREFIX = "!guests"
 MIN_INTERVAL = timedelta(seconds=3)
 #: The first refresh waits this long, so the first guests of a burst share the first notice.
 FIRST_DELAY_SECONDS = 1.0
+#: The minutes shown are brought up to date no sooner than this after the last send or edit:
+#: the safety net runs every minute, so a notice whose only change is its times is edited about
+#: once a minute (a little less than 60 s, so the runs' timing never skips a minute).
+FRESH_TIMES_INTERVAL = timedelta(seconds=50)
 #: A refresh that has not finished by then is taken to have died (its lease ends).
 LEASE = timedelta(seconds=60)
 #: Reactions: a keycap digit lets in that guest, the check mark everyone listed.
@@ -152,26 +158,61 @@ def waiting_notice_refresh(room: CallRoom) -> str:
 
 def _refresh(room: CallRoom, notice: WaitingNotice, now: datetime) -> str:
     waiting = _waiting(room)
+    if notice.event_id and (notice.in_room or room.room_id) != room.notice_room:
+        _move_away(room, notice, now)  # the admins chose another room since it was sent
     shown = notice.guests if notice.event_id else []
     guests = numbered(shown, [guest.pk for guest in waiting])
     if not notice.event_id and not waiting:
         return "unchanged"
-    if notice.event_id and waiting and guests == shown:
-        return "unchanged"
     with translation.override(settings.LANGUAGE_CODE):
+        same_guests = bool(notice.event_id and waiting and guests == shown)
+        if same_guests and not _times_changed(room, notice, guests, waiting, now):
+            return "unchanged"
         text, html = notice_text(room, guests, waiting, now)
     if not notice.event_id:
         return _start(room, notice, guests, text, html, now)
+    _edit(notice, room.notice_room, text, html)
+    notices = WaitingNotice.objects.filter(pk=notice.pk)
+    if waiting:
+        notices.update(guests=guests, edits=notice.edits + 1, sent_at=now)
+        return "edited"
+    notices.update(event_id="", in_room="", guests=[], edits=0, sent_at=now)
+    return "closed"
+
+
+def _times_changed(
+    room: CallRoom,
+    notice: WaitingNotice,
+    guests: list[list[int]],
+    waiting: list[Waiting],
+    now: datetime,
+) -> bool:
+    """Whether the notice, listing the same guests, would now show other waiting times than
+    when it was last sent or edited, and that was long enough ago (``FRESH_TIMES_INTERVAL``)."""
+    sent_at = notice.sent_at
+    if sent_at is None or now < sent_at + FRESH_TIMES_INTERVAL:
+        return False
+    return notice_text(room, guests, waiting, sent_at) != notice_text(room, guests, waiting, now)
+
+
+def _edit(notice: WaitingNotice, room_id: str, text: str, html: str) -> None:
+    """Replace the open notice's text (once: the transaction id comes from the edit)."""
     edits = notice.edits + 1
     digest = hashlib.sha256(f"{notice.event_id}|{edits}|{text}".encode()).hexdigest()[:32]
     with homeservers.main_bot() as bot:
-        bot.edit_message(room.room_id, notice.event_id, text, html=html, txn_id=f"gg-edit-{digest}")
-    notices = WaitingNotice.objects.filter(pk=notice.pk)
-    if waiting:
-        notices.update(guests=guests, edits=edits, sent_at=now)
-        return "edited"
-    notices.update(event_id="", guests=[], edits=0, sent_at=now)
-    return "closed"
+        bot.edit_message(room_id, notice.event_id, text, html=html, txn_id=f"gg-edit-{digest}")
+
+
+def _move_away(room: CallRoom, notice: WaitingNotice, now: datetime) -> None:
+    """The open notice is in a room that no longer receives it: say so there and forget it;
+    the refresh starts a new one in the room chosen."""
+    with translation.override(settings.LANGUAGE_CODE):
+        moved = gettext(
+            "GuestGate now posts who waits to join %(room)s in another room; this list is closed."
+        ) % {"room": room.display_name}
+    _edit(notice, notice.in_room or room.room_id, moved, f"<p>{escape(moved)}</p>")
+    WaitingNotice.objects.filter(pk=notice.pk).update(event_id="", in_room="", guests=[], edits=0)
+    notice.event_id, notice.in_room, notice.guests, notice.edits = "", "", [], 0
 
 
 def _start(
@@ -187,11 +228,17 @@ def _start(
     repeat = bool(notice.txn_id)
     txn_id = notice.txn_id or f"gg-notice-{uuid.uuid4().hex}"
     WaitingNotice.objects.filter(pk=notice.pk).update(txn_id=txn_id)
+    in_room = room.notice_room
     with homeservers.main_bot() as bot:
-        event_id = bot.send_notice(room.room_id, text, html=html, txn_id=txn_id)
+        event_id = bot.send_notice(in_room, text, html=html, txn_id=txn_id)
     # A repeated transaction id shows the first attempt's text: edit it at the next refresh.
     WaitingNotice.objects.filter(pk=notice.pk).update(
-        event_id=event_id, txn_id="", guests=[] if repeat else guests, edits=0, sent_at=now
+        event_id=event_id,
+        in_room=in_room,
+        txn_id="",
+        guests=[] if repeat else guests,
+        edits=0,
+        sent_at=now,
     )
     if repeat:
         WaitingNotice.objects.filter(pk=notice.pk).update(due_at=now)
@@ -267,6 +314,87 @@ def refresh_waiting_notices() -> int:
     return len(rooms)
 
 
+# -- Where the notice goes -------------------------------------------------------------------
+
+
+class NoticeRoomRefused(GuestGateError):
+    code = "room.notice_room_refused"
+    status = 400
+
+
+def notice_room_set(room: CallRoom, typed: str) -> bool:
+    """Send the room's waiting notice to another Matrix room (an id ``!…`` or address ``#…``),
+    e.g. its moderators' room; empty (or the call room): the call room itself. Checked first:
+    GuestGate's bot joins that room (it must be invited to a closed one) and may post there;
+    else NoticeRoomRefused (or the homeserver's MatrixError) and nothing is saved. An open
+    notice moves at the next refresh. True if the choice changed.
+
+    The room may serve one call room only, and may not be a call room itself: a command there
+    ("!guests let in 2") must name one queue.
+    """
+    typed = typed.strip()
+    room_id = "" if typed in ("", room.room_id) else _notice_room_id(typed)
+    if room_id == room.notice_room_id:
+        return False
+    if room_id:
+        _check_notice_room(room, room_id)
+    CallRoom.objects.filter(pk=room.pk).update(notice_room_id=room_id)
+    room.notice_room_id = room_id
+    with transaction.atomic():
+        waiting_notice_soon(room.room_id)
+    return True
+
+
+def _notice_room_id(typed: str) -> str:
+    if typed.startswith("#"):
+        try:
+            with homeservers.main_bot() as bot:
+                return bot.resolve_alias(typed)[0]
+        except NotFound:
+            raise NoticeRoomRefused(
+                gettext("No room has the address %(room)s.") % {"room": typed}
+            ) from None
+    if not typed.startswith("!") or len(typed) > 255:
+        raise NoticeRoomRefused(
+            gettext("Give the room's id (starting with !) or address (starting with #).")
+        )
+    return typed
+
+
+def _check_notice_room(room: CallRoom, room_id: str) -> None:
+    if CallRoom.objects.filter(room_id=room_id).exists():
+        raise NoticeRoomRefused(
+            gettext("That room is a call room of its own: choose a room for moderators.")
+        )
+    other = CallRoom.objects.filter(notice_room_id=room_id).exclude(pk=room.pk).first()
+    if other is not None:
+        raise NoticeRoomRefused(
+            gettext("That room receives the waiting notice of %(other)s already.")
+            % {"other": other}
+        )
+    bot_id = homeservers.main_bot_user_id()
+    with homeservers.main_bot() as bot:
+        try:
+            bot.ensure_joined(room_id, via=[settings.MAIN_HS_SERVER_NAME])
+        except (Forbidden, NotFound):
+            raise NoticeRoomRefused(
+                gettext(
+                    "GuestGate's bot %(bot_id)s could not join that room. Invite it to the room, "
+                    "then save again."
+                )
+                % {"bot_id": bot_id}
+            ) from None
+        levels = bot.power_levels(room_id)
+    if levels.level_of(bot_id) < levels.events.get("m.room.message", levels.events_default):
+        raise NoticeRoomRefused(
+            gettext(
+                "GuestGate's bot %(bot_id)s may not post messages in that room. Give it the "
+                "power to send messages there, then save again."
+            )
+            % {"bot_id": bot_id}
+        )
+
+
 # -- What moderators answer in Matrix ---------------------------------------------------------
 
 
@@ -294,10 +422,13 @@ def moderator_event_rows(events: Sequence[RoomEvent]) -> list[MembershipEvent]:
             event_id__in={target for target, _ in reactions.values()}
         ).values_list("event_id", flat=True)
     )
+    command_rooms = {e.room_id for e in events if e.event_id in commands}
     call_rooms = set(
-        CallRoom.objects.filter(
-            room_id__in={e.room_id for e in events if e.event_id in commands}
-        ).values_list("room_id", flat=True)
+        CallRoom.objects.filter(room_id__in=command_rooms).values_list("room_id", flat=True)
+    ) | set(
+        CallRoom.objects.filter(notice_room_id__in=command_rooms).values_list(
+            "notice_room_id", flat=True
+        )
     )
     rows = []
     for event in events:
@@ -396,7 +527,7 @@ def moderator_event_apply(event: MembershipEvent) -> None:
     """Act on a stored reaction or command (inside the applier's transaction): claim the
     decisions, queue their Matrix side after commit, answer the sender when nothing could be
     done for them."""
-    room = CallRoom.objects.filter(room_id=event.room_id).first()
+    room = call_room_answered_in(event.room_id)
     if room is None:
         return
     with translation.override(settings.LANGUAGE_CODE):
@@ -413,6 +544,14 @@ def moderator_event_apply(event: MembershipEvent) -> None:
     if answer:
         _reply(room, event, answer)
     waiting_notice_soon(room.room_id)
+
+
+def call_room_answered_in(room_id: str) -> CallRoom | None:
+    """The call room whose queue a reaction or command in this Matrix room acts on: the call
+    room itself, or the call room whose notice its admins sent to this room (one at most:
+    ``notice_room_set``)."""
+    room = CallRoom.objects.filter(room_id=room_id).first()
+    return room or CallRoom.objects.filter(notice_room_id=room_id).first()
 
 
 def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
@@ -442,7 +581,8 @@ def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
 
 def _may(room: CallRoom, matrix_id: str, *, deny: bool) -> bool:
     """The sender's rights, as on the dashboard (rooms.permissions): an explicit power level
-    in the room (or being a creator) at least what the action needs on Matrix."""
+    in the call room (or being a creator) at least what the action needs on Matrix. In a
+    moderators' room too, the call room's power levels decide, not that room's."""
     levels = room.levels
     if matrix_id not in levels.users and matrix_id not in levels.creators:
         return False
@@ -487,15 +627,24 @@ def deny_from_matrix(self: Task, join_request_id: int, moderator: str, reason: s
 def _reply(room: CallRoom, event: MembershipEvent, text: str) -> None:
     """Answer the sender in the room (a command: as a reply to it), after commit."""
     reply_to = event.event_id if event.type == "m.room.message" else ""
-    send_after_commit(reply_in_room, room.pk, event.event_id, reply_to, event.sender, text)
+    send_after_commit(
+        reply_in_room, room.pk, event.event_id, reply_to, event.sender, text, event.room_id
+    )
 
 
 @shared_task(bind=True, max_retries=8)
 def reply_in_room(
-    self: Task, room_pk: int, answering: str, reply_to: str, sender: str, text: str
+    self: Task,
+    room_pk: int,
+    answering: str,
+    reply_to: str,
+    sender: str,
+    text: str,
+    in_room: str = "",
 ) -> None:
     """GuestGate's bot answers a moderator's reaction or command (once: the transaction id
-    comes from the event answered)."""
+    comes from the event answered), in the room it was made in (``in_room``: the call room or
+    its moderators' room)."""
     room = CallRoom.objects.filter(pk=room_pk).first()
     if room is None:
         return
@@ -504,7 +653,11 @@ def reply_in_room(
     def send() -> None:
         with homeservers.main_bot() as bot:
             bot.send_notice(
-                room.room_id, text, txn_id=txn_id, reply_to=reply_to or None, mentions=[sender]
+                in_room or room.room_id,
+                text,
+                txn_id=txn_id,
+                reply_to=reply_to or None,
+                mentions=[sender],
             )
 
     run_retrying(

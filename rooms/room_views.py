@@ -9,9 +9,12 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
+from guestgate.errors import GuestGateError
+from matrix import MatrixError
 from rooms.call_rooms import RoomNotCreated, call_room_create, call_room_set_policy
 from rooms.forms import NewRoomForm, RoomSettingsForm
 from rooms.invite_links import invite_link_create
+from rooms.notices import notice_room_set
 from rooms.permissions import actor_name, matrix_id_of, may_create_call_rooms, room_for
 
 
@@ -53,20 +56,26 @@ def room_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def room_settings(request: HttpRequest, pk: int) -> HttpResponse:
-    """The room's default retention policy, chosen by the room's admins (those who may change
-    its power levels)."""
+    """The room's default retention policy and the room of its waiting notice, chosen by the
+    room's admins (those who may change its power levels)."""
     room, rights = room_for(request, pk)
     if not rights.change_settings:
         return render(
             request, "moderator/room_settings.html", {"room": room, "form": None}, status=403
         )
     form = RoomSettingsForm(
-        request.POST or None, initial={"retention_policy": room.retention_policy}
+        request.POST or None,
+        initial={"retention_policy": room.retention_policy, "notice_room": room.notice_room_id},
     )
     if request.method == "POST" and form.is_valid():
-        call_room_set_policy(room, form.cleaned_data["retention_policy"])
-        messages.success(request, gettext("The room's settings are saved."))
-        return redirect("moderator-room-settings", pk=room.pk)
+        try:  # checked on main first: a refused room saves nothing
+            notice_room_set(room, form.cleaned_data["notice_room"])
+        except (GuestGateError, MatrixError) as refused:
+            form.add_error("notice_room", refused.message)
+        else:
+            call_room_set_policy(room, form.cleaned_data["retention_policy"])
+            messages.success(request, gettext("The room's settings are saved."))
+            return redirect("moderator-room-settings", pk=room.pk)
     return render(
         request,
         "moderator/room_settings.html",

@@ -179,6 +179,20 @@ def join_request_banned(
     )
 
 
+def join_request_ban_undone(join_request: JoinRequest, *, by: By) -> bool:
+    """A ban made moments ago is taken back (``rooms.moderation`` lifted it on main): the person
+    was turned away, not banned, and may ask again where the policy allows. The moderator's
+    reason stays; GuestGate's own words for a ban go."""
+    return _move(
+        join_request,
+        from_=[Status.BANNED],
+        to=Status.DENIED,
+        action=AuditEntry.Action.BAN_UNDONE,
+        by=by,
+        reason_code="",
+    )
+
+
 def join_request_failed(join_request: JoinRequest, *, reason_code: str, detail: str) -> bool:
     """GuestGate gave up on a step; the lobby offers "Try again". ``detail``: the homeserver's
     error code, shown in the guest's message and the audit log."""

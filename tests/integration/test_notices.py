@@ -3,15 +3,19 @@ main homeserver, and guests let in by a reaction or a command, with the real pai
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from devtools.localpair import LocalPair
 from matrix import MatrixClient, RoomEvent
 from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent, WaitingNotice
+from rooms.notices import refresh_waiting_notices, waiting_notice_refresh
 from tests.conftest import Person
 from tests.waiting import wait_for
 
@@ -294,3 +298,135 @@ def test_a_burst_of_guests_makes_a_handful_of_edits(
     with capsys.disabled():
         print(f"\n{guests} guests: 1 notice and {len(edits)} edits")
     assert 1 + len(edits) <= guests // 3
+
+
+def test_the_waiting_minutes_are_brought_up_to_date_about_once_a_minute(
+    guestgate_web: str, invite_token: str, call_room: CallRoom, moderator: Person
+) -> None:
+    room_id = call_room.room_id
+    (alice,) = waiting_guests(guestgate_web, invite_token, "Alice")
+    notice = open_notice(call_room)
+    wait_for_text(
+        moderator.client, room_id, notice, lambda t: "Alice (Guest) (just now)" in t, "Alice"
+    )
+    # As if Alice had asked 3 minutes ago and the notice had last been sent 2 minutes ago.
+    JoinRequest.objects.filter(pk=alice.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    WaitingNotice.objects.filter(room=call_room).update(
+        sent_at=timezone.now() - timedelta(minutes=2)
+    )
+
+    refresh_waiting_notices.delay()  # the beat's safety net, run by the worker
+
+    text = wait_for_text(
+        moderator.client,
+        room_id,
+        notice,
+        lambda t: "Alice (Guest) (waiting 3 minutes)" in t,
+        "the fresh minutes",
+    )
+    assert "1 guest is waiting" in text
+    edits = len(moderator.client.relations(room_id, notice, rel_type="m.replace"))
+    # A minute later as far as Alice is concerned, but the notice was edited 10 s ago (past the
+    # rate limit of edits, not a minute): the minutes wait.
+    JoinRequest.objects.filter(pk=alice.pk).update(created_at=timezone.now() - timedelta(minutes=4))
+    wait_for(
+        lambda: WaitingNotice.objects.filter(
+            room=call_room, busy_until__isnull=True, due_at__isnull=True
+        ).exists(),
+        what="no refresh running or due",
+    )
+    WaitingNotice.objects.filter(room=call_room).update(
+        sent_at=timezone.now() - timedelta(seconds=10)
+    )
+    assert waiting_notice_refresh(call_room) == "unchanged"
+    assert len(moderator.client.relations(room_id, notice, rel_type="m.replace")) == edits
+
+
+@pytest.fixture
+def moderators_room(moderator: Person, member: Person, homeserver_pair: LocalPair) -> str:
+    """Mona's moderators' room: GuestGate's bot invited, Max its admin too (but without power
+    in the call room)."""
+    room_id = moderator.client.create_room(
+        name="Moderators",
+        join_rule="invite",
+        invite=[bot_id(homeserver_pair), member.user_id],
+        power_level_users={member.user_id: 100},
+    )
+    member.client.join(room_id, via=[homeserver_pair.main.server_name])
+    return room_id
+
+
+def settings_saved(mona: ModeratorBrowser, room: CallRoom, notice_room: str) -> str:
+    """Save the room's settings page with this notice room; the page answered (on a refusal)."""
+    answer = mona.post(f"/moderator/rooms/{room.pk}/settings", notice_room=notice_room)
+    if answer.status_code == 302:
+        return ""
+    assert answer.status_code == 400
+    return answer.text
+
+
+def test_a_notice_room_the_bot_cannot_join_is_refused_and_nothing_is_saved(
+    mona: ModeratorBrowser, call_room: CallRoom, moderator: Person
+) -> None:
+    closed = moderator.client.create_room(name="Closed", join_rule="invite")
+
+    page = settings_saved(mona, call_room, closed)
+
+    error = re.search(r'id="id_notice_room_error">([^<]*)<', page)
+    assert error and "could not join that room" in error.group(1)
+    assert CallRoom.objects.get(pk=call_room.pk).notice_room_id == ""
+    assert "(starting with !)" in settings_saved(mona, call_room, "not a room")
+
+
+def test_the_notice_goes_to_the_moderators_room_where_reactions_act_with_call_room_rights(
+    guestgate_web: str,
+    mona: ModeratorBrowser,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    member: Person,
+    moderators_room: str,
+    homeserver_pair: LocalPair,
+) -> None:
+    assert settings_saved(mona, call_room, moderators_room) == ""
+    assert CallRoom.objects.get(pk=call_room.pk).notice_room_id == moderators_room
+
+    alice, bob = waiting_guests(guestgate_web, invite_token, "Alice", "Bob")
+    notice = open_notice(call_room)
+    wait_for_text(moderator.client, moderators_room, notice, lambda t: "2. Bob" in t, "both listed")
+    assert moderator.client.event(moderators_room, notice).sender == bot_id(homeserver_pair)
+    in_call_room = moderator.client.messages(call_room.room_id, limit=30)
+    assert notice not in [event.event_id for event in in_call_room]
+
+    # Max is an admin of the moderators' room, but has no power in the call room.
+    member.client.send_reaction(moderators_room, notice, ONE, txn_id=txn())
+    answer = bot_reply_to(member.client, moderators_room, bot_id(homeserver_pair), member.user_id)
+    assert "only a moderator" in answer.content["body"]
+    assert JoinRequest.objects.get(pk=alice.pk).decided_by == ""
+
+    moderator.client.send_reaction(moderators_room, notice, ONE, txn_id=txn())
+    moderator.client.send_event(
+        moderators_room,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "!guests deny 2 Not today"},
+        txn_id=txn(),
+    )
+
+    wait_for(
+        lambda: JoinRequest.objects.get(pk=alice.pk).status == JoinRequest.Status.JOINED,
+        what="Alice joined",
+    )
+    wait_for(
+        lambda: JoinRequest.objects.get(pk=bob.pk).status == JoinRequest.Status.DENIED,
+        what="Bob denied",
+    )
+    approval = AuditEntry.objects.get(action=AuditEntry.Action.APPROVED)
+    # (Not via_guestgate: main's push of the bot's invite may record it first, as GuestGate's.)
+    assert (approval.actor, approval.subject) == (moderator.user_id, alice.user_id)
+    wait_for_text(
+        moderator.client,
+        moderators_room,
+        notice,
+        lambda t: "Nobody is waiting" in t,
+        "the closed notice",
+    )
