@@ -209,6 +209,9 @@ class JoinRequest(models.Model):
     # GuestGate's own words to the guest (rooms.messages), shown in the guest's language.
     reason_code = models.CharField(max_length=32, blank=True)
     decided_by = models.CharField(max_length=255, blank=True)
+    # decided_by's decision was made in a Matrix client (rooms.notices): whichever path then
+    # records it (the approval task, main's push of the bot's invite) audits it "in Matrix".
+    decided_in_matrix = models.BooleanField(default=False)
     version = models.PositiveIntegerField(default=1)
     attempts = models.PositiveSmallIntegerField(default=0)  # homeserver retries so far
     created_at = models.DateTimeField(auto_now_add=True)

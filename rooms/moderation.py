@@ -65,7 +65,7 @@ def join_request_release(join_request: JoinRequest, *, moderator: str) -> None:
     """Give a claimed request back to the queue (its invite could not be sent)."""
     JoinRequest.objects.filter(
         pk=join_request.pk, decided_by=moderator, status__in=DECIDABLE
-    ).update(decided_by="")
+    ).update(decided_by="", decided_in_matrix=False)
 
 
 def join_request_approve(join_request: JoinRequest, *, moderator: str) -> None:

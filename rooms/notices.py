@@ -598,7 +598,7 @@ def _claim(pk: int, moderator: str, decision: Decision) -> bool:
             return False
         send_after_commit(deny_from_matrix, pk, moderator, decision.reason)
         return True
-    if not undecided.update(decided_by=moderator):
+    if not undecided.update(decided_by=moderator, decided_in_matrix=True):
         return False
     send_after_commit(approve_claimed, pk, moderator, False)
     return True

@@ -69,15 +69,14 @@ def _move(
             return False
         changes.poke_after_commit()  # this process's long polls hear of it at once
         if action is not None and by is not None:
-            actor = by.who
-            if actor is None:
-                actor = JoinRequest.objects.values_list("decided_by", flat=True).get(
-                    pk=join_request.pk
-                )
+            decided_by, in_matrix = JoinRequest.objects.values_list(
+                "decided_by", "decided_in_matrix"
+            ).get(pk=join_request.pk)
+            actor = decided_by if by.who is None else by.who
+            # The decider's claim says where they decided (rooms.notices claims from Matrix).
+            via = by.via_guestgate and not (in_matrix and actor == decided_by)
             if actor:
-                audit_entry_record(
-                    join_request, action, actor=actor, reason=by.reason, via=by.via_guestgate
-                )
+                audit_entry_record(join_request, action, actor=actor, reason=by.reason, via=via)
     return True
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.test import TransactionTestCase
+from django.utils import translation
 
 from devtools.localpair import LocalPair, configured_pair
 from devtools.localpair.process import down, ensure_up
@@ -32,6 +33,14 @@ pytest_plugins = ["tests.processes"]
 
 def _test_pair() -> LocalPair:
     return configured_pair()
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test() -> Iterator[None]:
+    """A request in German (Accept-Language, the language cookie) leaves the thread's active
+    language German after Django's test client answers; the next test's words would be too."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(scope="session")
