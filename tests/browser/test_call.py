@@ -37,7 +37,12 @@ LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 def guest_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(permissions=["camera", "microphone"])
     page = context.new_page()
-    page.on("console", lambda m: print("console:", m.text[:300]) if ("GuestGate" in m.text or os.environ.get("CALL_DEBUG")) else None)
+    # GuestGate's own warnings; everything (Element Call's too) with CALL_DEBUG=1.
+    everything = bool(os.environ.get("CALL_DEBUG"))
+    page.on(
+        "console",
+        lambda m: print("console:", m.text[:300]) if everything or "GuestGate" in m.text else None,
+    )
     yield page
     context.close()
 
