@@ -444,8 +444,12 @@ function host(root) {
   function preload(ids) {
     if (!preloading || (call && call.isFor(ids))) return;
     stop();
-    call = newCall(ids, true);
+    const thisCall = newCall(ids, true);
+    call = thisCall;
     root.dataset.callPreloaded = "true";
+    thisCall.negotiated.then(() => {
+      if (call === thisCall) root.dataset.callNegotiated = "true";
+    });
   }
 
   async function start() {
@@ -483,6 +487,7 @@ function host(root) {
   }
 
   function stop() {
+    delete root.dataset.callNegotiated;
     if (call) call.stop();
     call = null;
     joined = false;
