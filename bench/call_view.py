@@ -48,7 +48,8 @@ TIMEOUT_MS = 60_000
 SETTLE_MS = 2_000
 # The page's own clock: when Element Call's hang-up button first shows in the call's iframe
 # (same origin). Polled each animation frame, so the figure is at most a frame late.
-CALL_VIEW_SHOWN = """() => new Promise((resolve) => {
+CALL_VIEW_SHOWN = """() => new Promise((resolve, reject) => {
+  setTimeout(() => reject(new Error("no call view within a minute")), 60000);
   const look = () => {
     const frame = document.getElementById("call-frame");
     const button = frame?.contentDocument?.querySelector('[data-testid="incall_leave"]');

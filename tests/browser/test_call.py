@@ -21,6 +21,7 @@ from matrix import CALL_MEMBER_EVENT, MatrixClient
 from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve
+from tests.conftest import Person
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -30,6 +31,7 @@ pytestmark = [
 ]
 
 LIVE = 30_000  # ms
+MEGOLM = "m.megolm.v1.aes-sha2"
 LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 
 
@@ -268,3 +270,31 @@ def test_the_lobby_refuses_a_widget_what_a_call_does_not_need(
     assert "error" in results["otherRoom"]
     assert "error" in results["toStranger"]
     assert "error" in results["otherState"]
+
+
+@pytest.fixture
+def encrypted_knock_room(knock_room: str, moderator: Person) -> str:
+    """The knock room with end-to-end encryption on, before GuestGate registers it."""
+    moderator.client.set_state(knock_room, "m.room.encryption", {"algorithm": MEGOLM})
+    return knock_room
+
+
+def test_in_an_encrypted_room_the_lobby_says_plainly_that_its_call_cannot_join(
+    guest_page: Page,
+    guestgate_web: str,
+    encrypted_knock_room: str,
+    call_room: CallRoom,
+    invite_token: str,
+    main_bot: MatrixClient,
+) -> None:
+    page = guest_page
+    ask_to_join(page, guestgate_web, invite_token, "Erin")
+    # Nobody can tell before "let in" (the guest cannot read the room): the call preloads.
+    expect(page.locator("#call-frame")).to_be_attached(timeout=LIVE)
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
+
+    expect(page.get_by_text("This call is end-to-end encrypted")).to_be_visible(timeout=LIVE)
+    expect(page.locator("#call-frame")).to_have_count(0)
+    # No call without keys: the guest never became a call member.
+    user_id, device_id = the_guest_device(page)
+    assert not call_membership(main_bot, call_room.room_id, user_id, device_id)
