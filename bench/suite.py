@@ -4,6 +4,7 @@
     make bench BENCH_ARGS="--only burst --burst-guests 500"
     make bench BENCH_ARGS="--only expiry --expiry-accounts 10000"
     make bench BENCH_ARGS="--only guest_flow --guests 40 --cold"
+    python -m bench --only call_view                  # not in the default four (Chromium)
 
 The four benchmarks of DESIGN.md's "Performance targets", one after another on one stack:
 
@@ -13,6 +14,10 @@ The four benchmarks of DESIGN.md's "Performance targets", one after another on o
               reverse proxy GuestGate trusts; all approved at once (bench/burst.py)
   expiry      the expiry sweep of M due accounts against bare deactivations (bench/expiry.py)
   lobby       what K waiting guests' long polls cost the web server (bench/lobby_load.py)
+
+and, when asked for, call_view: "let in" -> Element Call's call view on the guest's screen,
+preloaded and not, and what the lobby downloads (bench/call_view.py; needs Chromium and the
+built front end).
 
 The run uses its own ports and state directory (``var/bench-state``, ports 48xxx), so it never
 meets ``make run`` or the tests; it starts the homeserver pair if needed, GuestGate's web server
@@ -41,13 +46,15 @@ if TYPE_CHECKING:
     from matrix import MatrixClient
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("guest_flow", "burst", "expiry", "lobby")
+BENCHMARKS = ("guest_flow", "burst", "expiry", "lobby", "call_view")
+DEFAULT = ("guest_flow", "burst", "expiry", "lobby")
 _ALIASES = {"flow": "guest_flow", "guest-flow": "guest_flow", "lobby_load": "lobby"}
 _TITLES = {
     "guest_flow": "guest flow, one guest at a time",
     "burst": "burst of guests at one room",
     "expiry": "expiry sweep",
     "lobby": "lobby load (waiting guests' long polls)",
+    "call_view": "let in -> the call on the guest's screen",
 }
 
 
@@ -123,6 +130,9 @@ def parse(argv: Sequence[str] | None, *, default_only: Sequence[str]) -> argpars
     )
     lobby = parser.add_argument_group("lobby")
     lobby.add_argument("--lobby-guests", type=int, default=100, help="waiting guests polling")
+    call = parser.add_argument_group("call_view")
+    call.add_argument("--call-guests", type=int, default=20, help="guests measured per way")
+    call.add_argument("--call-warmup", type=int, default=1, help="guests first, not counted")
     lobby.add_argument(
         "--lobby-seconds", type=float, default=20.0, help="how long the load is measured"
     )
@@ -149,7 +159,7 @@ Runner = Callable[["Stack", "MatrixClient", "MatrixClient", argparse.Namespace],
 
 
 def _runners() -> dict[str, Runner]:
-    from bench import burst, expiry, lobby_load, runner
+    from bench import burst, call_view, expiry, lobby_load, runner
 
     def guest_flow(
         stack: Stack, guest_appservice: MatrixClient, bot: MatrixClient, args: argparse.Namespace
@@ -169,10 +179,11 @@ def _runners() -> dict[str, Runner]:
         "burst": burst.run,
         "expiry": expiry.run,
         "lobby": lobby_load.run,
+        "call_view": call_view.run,
     }
 
 
-def main(argv: Sequence[str] | None = None, *, default_only: Sequence[str] = BENCHMARKS) -> int:
+def main(argv: Sequence[str] | None = None, *, default_only: Sequence[str] = DEFAULT) -> int:
     args = parse(argv, default_only=default_only)
     benchmark_profile()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -87,14 +87,35 @@ export function grantableCapabilities(roomId, userId, deviceId) {
 }
 
 /** The driver: what the widget may ask of the guest's Matrix session, confined to one room. */
+//
+// While a preloaded call waits for "let in" the driver has no client (the lobby has no access
+// token yet, and the guest is not in the room): reads of the room's state wait for it, and
+// anything else is refused. Element Call 0.26 loads the call once, when its first read of the
+// state is answered, and gives up if the guest is not a member then ("Room not found"): a
+// read that waits is what keeps it loaded and ready until the guest is let in.
 class CallDriver extends WidgetDriver {
-  constructor(client, roomId, transports, onRefused) {
+  constructor(ids, transports, onRefused) {
     super();
-    this.client = client;
-    this.roomId = roomId;
+    this.client = null;
+    this.admitted = new Promise((resolve) => {
+      this.admit = resolve;
+    });
+    this.roomId = ids.roomId;
     this.transports = transports;
     this.onRefused = onRefused;
-    this.grantable = grantableCapabilities(roomId, client.getUserId(), client.getDeviceId());
+    this.grantable = grantableCapabilities(ids.roomId, ids.userId, ids.deviceId);
+  }
+
+  /** The guest is let in: the widget may act with their client from now on. */
+  attach(client) {
+    this.client = client;
+    this.admit(client);
+  }
+
+  /** The guest's client, once they are let in. */
+  get joinedClient() {
+    if (!this.client) throw new Error("the guest is not in the room yet");
+    return this.client;
   }
 
   async validateCapabilities(requested) {
@@ -115,11 +136,11 @@ class CallDriver extends WidgetDriver {
     const room = this.ownRoom(roomId);
     let answer;
     if (stateKey !== null && stateKey !== undefined) {
-      answer = await this.client.sendStateEvent(room, eventType, content, stateKey);
+      answer = await this.joinedClient.sendStateEvent(room, eventType, content, stateKey);
     } else if (eventType === "m.room.redaction") {
-      answer = await this.client.redactEvent(room, content.redacts);
+      answer = await this.joinedClient.redactEvent(room, content.redacts);
     } else {
-      answer = await this.client.sendEvent(room, eventType, content);
+      answer = await this.joinedClient.sendEvent(room, eventType, content);
     }
     return { roomId: room, eventId: answer.event_id };
   }
@@ -128,27 +149,27 @@ class CallDriver extends WidgetDriver {
     const room = this.ownRoom(roomId);
     const answer =
       stateKey !== null && stateKey !== undefined
-        ? await this.client._unstable_sendDelayedStateEvent(
+        ? await this.joinedClient._unstable_sendDelayedStateEvent(
             room,
             { delay },
             eventType,
             content,
             stateKey,
           )
-        : await this.client._unstable_sendDelayedEvent(room, { delay }, null, eventType, content);
+        : await this.joinedClient._unstable_sendDelayedEvent(room, { delay }, null, eventType, content);
     return { roomId: room, delayId: answer.delay_id };
   }
 
   async cancelScheduledDelayedEvent(delayId) {
-    await this.client._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Cancel);
+    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Cancel);
   }
 
   async restartScheduledDelayedEvent(delayId) {
-    await this.client._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Restart);
+    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Restart);
   }
 
   async sendScheduledDelayedEvent(delayId) {
-    await this.client._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Send);
+    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Send);
   }
 
   async sendToDevice(eventType, encrypted, contentMap) {
@@ -157,7 +178,7 @@ class CallDriver extends WidgetDriver {
       throw new Error("this host cannot encrypt to-device messages");
     }
     // Only to the people in this call's room: the widget may not message anyone else.
-    const members = await this.client.getJoinedRoomMembers(this.roomId);
+    const members = await this.joinedClient.getJoinedRoomMembers(this.roomId);
     const recipients = Object.keys(contentMap);
     const strangers = recipients.filter((userId) => !(userId in members.joined));
     if (strangers.length) {
@@ -166,12 +187,13 @@ class CallDriver extends WidgetDriver {
     const map = new Map(
       recipients.map((userId) => [userId, new Map(Object.entries(contentMap[userId]))]),
     );
-    await this.client.sendToDevice(eventType, map);
+    await this.joinedClient.sendToDevice(eventType, map);
   }
 
   async readRoomState(roomId, eventType, stateKey) {
     if (roomId !== this.roomId) return [];
-    const state = await this.client.roomState(roomId);
+    const client = await this.admitted;
+    const state = await client.roomState(roomId);
     return state.filter(
       (event) =>
         event.type === eventType && (stateKey === undefined || event.state_key === stateKey),
@@ -183,7 +205,9 @@ class CallDriver extends WidgetDriver {
   }
 
   askOpenID(observer) {
-    this.client.getOpenIdToken().then(
+    Promise.resolve()
+      .then(() => this.joinedClient.getOpenIdToken())
+      .then(
       (token) => observer.update({ state: OpenIDRequestState.Allowed, token }),
       () => observer.update({ state: OpenIDRequestState.Blocked }),
     );
@@ -212,10 +236,17 @@ class CallDriver extends WidgetDriver {
   }
 }
 
-/** One call: the guest's client, the iframe and the widget API between them. */
+/** One call: the guest's client, the iframe and the widget API between them.
+ *
+ * ``ids`` names the guest's account and device and the room (no secret). A call made with
+ * ``preload`` loads Element Call while the guest waits: it negotiates with the host and waits
+ * (CALL-LAB §4); ``join(session)`` then gives the driver the guest's client, which answers
+ * the widget's waiting reads of the room's state, and sends ``io.element.join``. A call made
+ * without it starts at ``join`` and goes straight into the call (``skipLobby``). */
 class Call {
-  constructor({ session, container, callUrl, transports, lang, onClosed, onRefused }) {
-    this.session = session;
+  constructor({ ids, preload, container, callUrl, transports, lang, onClosed, onRefused }) {
+    this.ids = ids;
+    this.preload = preload;
     this.container = container;
     this.callUrl = callUrl;
     this.transports = transports;
@@ -223,18 +254,25 @@ class Call {
     this.onClosed = onClosed;
     this.onRefused = onRefused;
     this.listeners = [];
+    this.client = null;
+    this.load();
+  }
+
+  /** Whether this call was loaded for this guest's account and device. */
+  isFor(ids) {
+    return ids.userId === this.ids.userId && ids.deviceId === this.ids.deviceId;
   }
 
   widgetUrl() {
-    const s = this.session;
+    const ids = this.ids;
     const parentUrl = window.location.origin + window.location.pathname;
     const params = new URLSearchParams({
       widgetId: WIDGET_ID,
       parentUrl,
-      roomId: s.roomId,
-      userId: s.userId,
-      deviceId: s.deviceId,
-      baseUrl: s.homeserverUrl,
+      roomId: ids.roomId,
+      userId: ids.userId,
+      deviceId: ids.deviceId,
+      baseUrl: ids.homeserverUrl,
       lang: this.lang,
       theme: "light",
       confineToRoom: "true",
@@ -243,17 +281,12 @@ class Call {
       // it would make the first joiner ping the whole room, CALL-LAB §2).
       skipLobby: "true",
     });
+    if (this.preload) params.set("preload", "true");
     return new URL(this.callUrl + "#?" + params.toString(), window.location.href).href;
   }
 
-  async start() {
-    const s = this.session;
-    this.client = createClient({
-      baseUrl: s.homeserverUrl,
-      accessToken: s.accessToken,
-      userId: s.userId,
-      deviceId: s.deviceId,
-    });
+  load() {
+    const ids = this.ids;
     const iframe = document.createElement("iframe");
     iframe.id = "call-frame";
     iframe.title = this.container.dataset.frameTitle || "Call";
@@ -264,20 +297,38 @@ class Call {
     this.iframe = iframe;
     const widget = new Widget({
       id: WIDGET_ID,
-      creatorUserId: s.userId,
+      creatorUserId: ids.userId,
       type: "m.custom",
       url: iframe.src,
       waitForIframeLoad: false,
     });
-    const driver = new CallDriver(this.client, s.roomId, this.transports, this.onRefused);
-    this.api = new ClientWidgetApi(widget, iframe, driver);
+    this.driver = new CallDriver(ids, this.transports, this.onRefused);
+    this.api = new ClientWidgetApi(widget, iframe, this.driver);
+    this.negotiated = new Promise((resolve) => this.api.once("capabilitiesNotified", resolve));
     this.acknowledge("io.element.join", {});
     this.acknowledge("io.element.device_mute", {});
     this.acknowledge("set_always_on_screen", { success: true });
     this.acknowledge("io.element.close", {}, () => this.close());
-    this.api.on("ready", () => this.api.setViewedRoomId(s.roomId));
+    this.api.on("ready", () => this.api.setViewedRoomId(ids.roomId));
+  }
+
+  /** The guest is let in (their server has the room): the call gets their client. */
+  async join(session) {
+    this.client = createClient({
+      baseUrl: session.homeserverUrl,
+      accessToken: session.accessToken,
+      userId: session.userId,
+      deviceId: session.deviceId,
+    });
+    this.driver.attach(this.client);
     this.feed();
-    await this.client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true });
+    const started = this.client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true });
+    if (this.preload) {
+      // Element Call now reads the room's state, loads the call and joins it on this.
+      await this.negotiated;
+      await this.api.transport.send("io.element.join", {});
+    }
+    await started;
   }
 
   acknowledge(action, reply, then) {
@@ -290,7 +341,7 @@ class Call {
 
   /** What happens in the room reaches the widget: timeline, state and to-device. */
   feed() {
-    const roomId = this.session.roomId;
+    const roomId = this.ids.roomId;
     this.on(RoomEvent.Timeline, (event, room, toStartOfTimeline, removed, data) => {
       if (room?.roomId !== roomId || toStartOfTimeline || removed || !data?.liveEvent) return;
       this.api.feedEvent(event.getEffectiveEvent()).catch(() => {});
@@ -347,14 +398,18 @@ async function roomIsEncrypted(session) {
   }
 }
 
-/** The lobby's side: start the call when the guest is let in, end it when they are not. */
+/** The lobby's side: load the call while the guest waits, join it when they are let in, end
+ * it when they are not. */
 function host(root) {
   const container = root.querySelector("#call-frame-box");
   const left = root.querySelector("#call-left");
   const encrypted = root.querySelector("#call-encrypted");
   const failed = root.querySelector("#call-failed");
   const transports = JSON.parse(root.dataset.transports || "[]");
-  let call = null;
+  // Preloading can be switched off for a comparison (bench/call_view.py): ?preload=off.
+  const preloading = new URLSearchParams(window.location.search).get("preload") !== "off";
+  let call = null; // the call, loaded (preloaded while waiting) or joined
+  let joined = false; // whether ``call`` has the guest's session
   let session = null;
   let hungUp = false;
 
@@ -363,29 +418,18 @@ function host(root) {
     root.dataset.callState = which ? which.id : "none";
   }
 
-  async function start() {
-    if (call || !session) return;
-    const thisSession = session;
-    try {
-      if (await roomIsEncrypted(thisSession)) {
-        show(encrypted);
-        return;
-      }
-    } catch (error) {
-      console.warn("GuestGate: could not read the room's encryption", error);
-      show(failed);
-      return;
-    }
-    if (session !== thisSession || call) return; // the state changed while we asked
-    hungUp = false;
-    call = new Call({
-      session: thisSession,
+  function newCall(ids, preload) {
+    const thisCall = new Call({
+      ids,
+      preload,
       container,
       callUrl: root.dataset.callUrl,
       transports,
       lang: document.documentElement.lang || "en",
       onClosed: () => {
+        if (call !== thisCall) return;
         call = null;
+        joined = false;
         hungUp = true;
         show(left);
       },
@@ -393,30 +437,74 @@ function host(root) {
         root.dataset.refusedCapabilities = refused.join(" ");
       },
     });
+    return thisCall;
+  }
+
+  /** While the guest waits: Element Call loads, out of sight, for their account and device. */
+  function preload(ids) {
+    if (!preloading || (call && call.isFor(ids))) return;
+    stop();
+    const thisCall = newCall(ids, true);
+    call = thisCall;
+    root.dataset.callPreloaded = "true";
+    thisCall.negotiated.then(() => {
+      if (call === thisCall) root.dataset.callNegotiated = "true";
+    });
+  }
+
+  async function start() {
+    if (joined || !session) return;
+    const thisSession = session;
+    try {
+      if (await roomIsEncrypted(thisSession)) {
+        stop();
+        show(encrypted);
+        return;
+      }
+    } catch (error) {
+      console.warn("GuestGate: could not read the room's encryption", error);
+      stop();
+      show(failed);
+      return;
+    }
+    if (session !== thisSession || joined) return; // the state changed while we asked
+    hungUp = false;
+    if (!call || !call.isFor(thisSession) || !call.preload) {
+      stop();
+      call = newCall(thisSession, false);
+    }
+    joined = true;
+    root.dataset.callPreloaded = String(call.preload);
     show(container);
     container.scrollIntoView({ block: "nearest" });
-    call.start().catch((error) => {
+    const thisCall = call;
+    thisCall.join(thisSession).catch((error) => {
+      if (call !== thisCall) return;
       console.warn("GuestGate: the call did not start", error);
+      stop();
       show(failed);
     });
   }
 
   function stop() {
+    delete root.dataset.callNegotiated;
     if (call) call.stop();
     call = null;
+    joined = false;
     show(null);
   }
 
   function follow(state) {
-    const joined = state.status === "joined" && state.session;
-    if (!joined) {
+    const isJoined = state.status === "joined" && state.session;
+    if (!isJoined) {
       session = null;
-      stop();
+      if (state.call_preload && !hungUp) preload(state.call_preload);
+      else stop();
       return;
     }
     const changed = !session || session.accessToken !== state.session.accessToken;
     session = state.session;
-    if (changed && call) stop();
+    if (changed && joined) stop();
     if (!hungUp) start();
   }
 

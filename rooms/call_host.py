@@ -11,6 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
+from rooms.models import JoinRequest
+
 # EC's index.html names its hashed entry script, module preloads and style sheet.
 _ASSET = re.compile(r'(?:src|href)="\./(assets/[^"]+)"')
 
@@ -36,3 +38,25 @@ def call_page_context() -> dict[str, Any]:
 @cache
 def _startup_assets(index: Path, mtime_ns: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_ASSET.findall(index.read_text(encoding="utf-8"))))
+
+
+def call_preload(join_request: JoinRequest) -> dict[str, str] | None:
+    """Who the call will be for, while the guest waits, so that the lobby can load Element
+    Call before "let in" (``preload``: it negotiates and waits for the host's join). Only
+    the ids of the guest's account and device, which name no secret: the access token comes
+    with the session, once the guest is let in. None in link mode, before the guest's pass
+    is made and once the request is no longer open."""
+    guest = join_request.guest
+    if (
+        settings.CALL_MODE != "embedded"
+        or join_request.status not in JoinRequest.OPEN
+        or guest is None
+        or not guest.device_id
+    ):
+        return None
+    return {
+        "homeserverUrl": settings.GUEST_HS_PUBLIC_URL,
+        "userId": guest.user_id,
+        "deviceId": guest.device_id,
+        "roomId": join_request.room.room_id,
+    }

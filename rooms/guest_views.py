@@ -17,7 +17,7 @@ from ops.clientaddress import client_address
 from ops.ratelimit import Limit, Verdict, rate_limit_hit, rate_limits_hit
 from ops.security import HEADER as CSP_HEADER
 from ops.security import lobby_policy
-from rooms.call_host import call_page_context
+from rooms.call_host import call_page_context, call_preload
 from rooms.forms import JoinForm
 from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
 from rooms.live import changes
@@ -136,7 +136,8 @@ def _own_join_request(request: HttpRequest, public_id: str) -> JoinRequest:
 @require_GET
 @never_cache  # it carries the guest's access token once they are let in
 def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
-    state = lobby_state(_own_join_request(request, str(public_id)))
+    join_request = _own_join_request(request, str(public_id))
+    state = {**lobby_state(join_request), "call_preload": call_preload(join_request)}
     session_json = json.dumps(state["session"], indent=2) if state["session"] else ""
     response = render(
         request,
@@ -183,6 +184,7 @@ def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
         changes.wait_for_request(public_id, join_request.version, LONG_POLL_SECONDS)
         join_request = join_request_for_lobby(public_id) or join_request
         state = lobby_state(join_request)
+    state["call_preload"] = call_preload(join_request)
     return JsonResponse(state, headers={"Cache-Control": "no-store"})
 
 

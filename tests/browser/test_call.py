@@ -5,6 +5,7 @@ the focus's "LiveKit" accepts and stays silent, which keeps Element Call in its 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from matrix import CALL_MEMBER_EVENT, MatrixClient
 from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve
+from tests.conftest import Person
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -29,6 +31,7 @@ pytestmark = [
 ]
 
 LIVE = 30_000  # ms
+MEGOLM = "m.megolm.v1.aes-sha2"
 LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 
 
@@ -36,7 +39,12 @@ LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 def guest_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(permissions=["camera", "microphone"])
     page = context.new_page()
-    page.on("console", lambda m: print("console:", m.text[:400]) if "GuestGate" in m.text else None)
+    # GuestGate's own warnings; everything (Element Call's too) with CALL_DEBUG=1.
+    everything = bool(os.environ.get("CALL_DEBUG"))
+    page.on(
+        "console",
+        lambda m: print("console:", m.text[:300]) if everything or "GuestGate" in m.text else None,
+    )
     yield page
     context.close()
 
@@ -82,9 +90,14 @@ def test_a_let_in_guest_is_in_the_call_without_a_click_and_hangs_up_and_rejoins(
     main_bot: MatrixClient,
 ) -> None:
     page = guest_page
-    let_in(page, guestgate_web, invite_token, "Alice")
+    ask_to_join(page, guestgate_web, invite_token, "Alice")
+    # While Alice waits, Element Call loads out of sight and negotiates with the lobby.
+    expect(page.locator("#call-frame")).to_be_attached(timeout=LIVE)
+    expect(page.locator("#call-frame")).to_be_hidden()
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
 
     in_the_call(page)
+    assert page.locator("#call").get_attribute("data-call-preloaded") == "true"
     expect(page.get_by_text("Call mode: embedded")).to_be_visible()
     user_id, device_id = the_guest_device(page)
     membership = wait_for(
@@ -204,7 +217,9 @@ window.addEventListener("message", async (event) => {
     window.granted = message.data.approved;
   }
   window.parent.postMessage({ ...message, response }, "*");
-  if (message.action === "notify_capabilities") {
+  // Preloaded, it asks once the guest is let in (the host's join); else once it may ask.
+  const preloaded = params.get("preload") === "true";
+  if (message.action === (preloaded ? "io.element.join" : "notify_capabilities")) {
     window.results.message = await ask("send_event",
       { type: "m.room.message", content: { msgtype: "m.text", body: "spam" }, room_id: roomId });
     window.results.otherRoom = await ask("org.matrix.msc2876.read_events",
@@ -225,13 +240,12 @@ def test_the_lobby_refuses_a_widget_what_a_call_does_not_need(
     guest_page: Page, guestgate_web: str, invite_token: str, call_room: CallRoom
 ) -> None:
     page = guest_page
+    # The host frames this widget instead of Element Call (at Element Call's address).
     page.route(
-        "**/call/greedy.html",
+        "**/call/index.html",
         lambda route: route.fulfill(status=200, content_type="text/html", body=GREEDY_WIDGET),
     )
     ask_to_join(page, guestgate_web, invite_token, "Mallory")
-    # The host frames this widget instead of Element Call (the same origin, as EC's would be).
-    page.locator("#call").evaluate("call => call.dataset.callUrl = '/call/greedy.html'")
     join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
 
     widget = page.frame_locator("#call-frame").locator("body")
@@ -256,3 +270,31 @@ def test_the_lobby_refuses_a_widget_what_a_call_does_not_need(
     assert "error" in results["otherRoom"]
     assert "error" in results["toStranger"]
     assert "error" in results["otherState"]
+
+
+@pytest.fixture
+def encrypted_knock_room(knock_room: str, moderator: Person) -> str:
+    """The knock room with end-to-end encryption on, before GuestGate registers it."""
+    moderator.client.set_state(knock_room, "m.room.encryption", {"algorithm": MEGOLM})
+    return knock_room
+
+
+def test_in_an_encrypted_room_the_lobby_says_plainly_that_its_call_cannot_join(
+    guest_page: Page,
+    guestgate_web: str,
+    encrypted_knock_room: str,
+    call_room: CallRoom,
+    invite_token: str,
+    main_bot: MatrixClient,
+) -> None:
+    page = guest_page
+    ask_to_join(page, guestgate_web, invite_token, "Erin")
+    # Nobody can tell before "let in" (the guest cannot read the room): the call preloads.
+    expect(page.locator("#call-frame")).to_be_attached(timeout=LIVE)
+    join_request_approve(JoinRequest.objects.get(), moderator="@mona:main")
+
+    expect(page.get_by_text("This call is end-to-end encrypted")).to_be_visible(timeout=LIVE)
+    expect(page.locator("#call-frame")).to_have_count(0)
+    # No call without keys: the guest never became a call member.
+    user_id, device_id = the_guest_device(page)
+    assert not call_membership(main_bot, call_room.room_id, user_id, device_id)
