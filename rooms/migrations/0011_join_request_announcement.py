@@ -4,20 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rooms', '0010_join_request_decided_in_matrix'),
+        ("rooms", "0010_join_request_decided_in_matrix"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='joinrequest',
-            name='announcement',
+            model_name="joinrequest",
+            name="announcement",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('knocked', 'asked to join'), ('approved', 'let in'), ('denied', 'denied'), ('banned', 'denied and banned'), ('ban_undone', 'ban undone'), ('joined', 'joined'), ('cancelled', 'cancelled'), ('failed', 'failed'), ('expired', 'expired'), ('removed', 'removed from the call'), ('messaged', 'wrote to the waiting guest')], max_length=16),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("knocked", "asked to join"),
+                    ("approved", "let in"),
+                    ("denied", "denied"),
+                    ("banned", "denied and banned"),
+                    ("ban_undone", "ban undone"),
+                    ("joined", "joined"),
+                    ("cancelled", "cancelled"),
+                    ("failed", "failed"),
+                    ("expired", "expired"),
+                    ("removed", "removed from the call"),
+                    ("messaged", "wrote to the waiting guest"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

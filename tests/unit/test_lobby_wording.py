@@ -57,9 +57,7 @@ def test_a_guest_banned_before_is_not_told_a_moderator_said_anything(
     assert "The moderator said: " not in page.replace('data-moderator-said="', "")
 
 
-def test_only_a_moderators_own_typed_reason_is_quoted_as_theirs(
-    client: Client, lobby: str
-) -> None:
+def test_only_a_moderators_own_typed_reason_is_quoted_as_theirs(client: Client, lobby: str) -> None:
     alice_is(Status.DENIED, reason="Not <b>today</b>", decided_by=MODERATOR)
 
     state = client.get(f"{lobby}/status").json()
