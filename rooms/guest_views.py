@@ -107,12 +107,13 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
     policy = policy_for_link(link)
     browser_key = request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None)
     returning = returning_guest_for_link(link=link, browser_key=browser_key, policy=policy)
-    data = request.POST if request.method == "POST" else None
+    data: QueryDict | None = request.POST if request.method == "POST" else None
     if data is not None and "continue" in data and returning is not None:
         if returning.join_request is not None:
             return _to_lobby(request, str(returning.join_request.public_id))
-        data = QueryDict(mutable=True)
-        data["display_name"] = returning.typed_name
+        named = QueryDict(mutable=True)
+        named["display_name"] = returning.typed_name
+        data = named
     form = JoinForm(
         data, protected_names=link.room.protected_names, suffix=policy.displayname_suffix
     )
