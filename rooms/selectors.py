@@ -35,7 +35,7 @@ _TITLES = {
 }
 # One sentence each: what the guest must know, and what they can do next.
 _MESSAGES = {
-    Status.PROVISIONING: gettext_lazy("This takes a moment; keep this page open."),
+    Status.PROVISIONING: gettext_lazy("This takes a moment."),
     Status.WAITING: gettext_lazy(
         "The moderators know you are here and will let you in. Keep this page open; it "
         "updates by itself."
