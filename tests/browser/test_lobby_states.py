@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from accounts.expiry import accounts_claim_due
 from accounts.models import GuestAccount
@@ -46,7 +46,7 @@ class Guests:
 
     def __init__(self, browser: Browser, screen: str, base_url: str, token: str) -> None:
         self.browser, self.screen, self.base_url, self.token = browser, screen, base_url, token
-        self.contexts: list[object] = []
+        self.contexts: list[BrowserContext] = []
         self.problems: list[str] = []
 
     def arrive(self, name: str) -> Page:
@@ -79,7 +79,7 @@ class Guests:
 
     def close(self) -> None:
         for context in self.contexts:
-            context.close()  # type: ignore[attr-defined]
+            context.close()
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def guests(
     opened.close()
 
 
-def title(page: Page):  # type: ignore[no-untyped-def]
+def title(page: Page) -> Locator:
     return page.locator("#status-title")
 
 
