@@ -41,6 +41,16 @@ urlpatterns = [
         dashboard_views.approve_all,
         name="moderator-approve-all",
     ),
+    path(
+        "moderator/rooms/<int:pk>/message",
+        dashboard_views.message_waiting_guests,
+        name="moderator-message",
+    ),
+    path(
+        "moderator/requests/<int:pk>/message",
+        dashboard_views.message_waiting_guest,
+        name="moderator-message-guest",
+    ),
     path("moderator/rooms/<int:pk>/check", dashboard_views.room_check, name="moderator-check"),
     path("moderator/rooms/<int:pk>/audit", dashboard_views.audit, name="moderator-audit"),
     path("moderator/rooms/<int:pk>/links", invite_link_views.links, name="moderator-links"),
@@ -96,6 +106,7 @@ urlpatterns = [
     path("lobby/<uuid:public_id>/status", guest_views.lobby_status, name="lobby-status"),
     path("lobby/<uuid:public_id>/cancel", guest_views.lobby_cancel, name="lobby-cancel"),
     path("lobby/<uuid:public_id>/retry", guest_views.lobby_retry, name="lobby-retry"),
+    path("lobby/<uuid:public_id>/ask-again", guest_views.lobby_ask_again, name="lobby-ask-again"),
     # The main homeserver's pushes (appservice API). Matrix ids may hold any character.
     path(
         "_matrix/app/v1/transactions/<str:txn_id>",

@@ -10,12 +10,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from guestgate.errors import GuestGateError
 from matrix import MatrixError
 from ops.clientaddress import client_address
+from rooms.announcements import MAX_LENGTH as ANNOUNCEMENT_MAX_LENGTH
+from rooms.announcements import AnnouncementRefused, announcement_send
 from rooms.call_rooms import (
     BotMayNotChangeRoom,
     call_room_bot_fixes,
@@ -37,7 +39,7 @@ from rooms.moderation import (
     join_requests_ban_undoable,
 )
 from rooms.moderators import SignInRefused, moderator_sign_in
-from rooms.permissions import actor_name, room_for, room_rights
+from rooms.permissions import RoomRights, actor_name, room_for, room_rights
 from rooms.selectors import (
     call_room_problems,
     room_audit,
@@ -128,6 +130,17 @@ def room_register(request: HttpRequest) -> HttpResponse:
 @require_GET
 def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
     room, rights = room_for(request, pk)
+    return _room_page(request, room, rights)
+
+
+def _room_page(
+    request: HttpRequest,
+    room: CallRoom,
+    rights: RoomRights,
+    *,
+    message_error: str = "",
+    message_text: str = "",
+) -> HttpResponse:
     return render(
         request,
         "moderator/room.html",
@@ -141,8 +154,72 @@ def room_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "token": room_queue_token(room),
             "just_banned": join_requests_ban_undoable(room) if rights.ban else [],
             "undo_seconds": int(BAN_UNDO_WINDOW.total_seconds()),
+            "message_error": message_error,
+            "message_text": message_text,
+            "message_max": ANNOUNCEMENT_MAX_LENGTH,
         },
+        status=400 if message_error else 200,
     )
+
+
+@login_required
+@require_POST
+def message_waiting_guests(request: HttpRequest, pk: int) -> HttpResponse:
+    """A moderator's one line to everyone waiting (the room page's message form). A refused
+    line is shown again with the reason next to the field; nothing is sent."""
+    room, rights = room_for(request, pk)
+    if not rights.approve:
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
+    text = request.POST.get("message", "")
+    try:
+        reached = announcement_send(room=room, moderator=actor_name(request.user), text=text)
+    except AnnouncementRefused as refused:
+        return _room_page(request, room, rights, message_error=refused.message, message_text=text)
+    _say_reached(request, reached)
+    return redirect("moderator-room", pk=room.pk)
+
+
+@login_required
+@require_POST
+def message_waiting_guest(request: HttpRequest, pk: int) -> HttpResponse:
+    """A moderator's one line to one waiting guest (their row in the queue)."""
+    join_request = get_object_or_404(JoinRequest.objects.select_related("room"), pk=pk)
+    room, rights = room_for(request, join_request.room_id)
+    if not rights.approve:
+        messages.error(request, gettext("Your power level in this room does not allow that."))
+        return redirect("moderator-room", pk=room.pk)
+    try:
+        reached = announcement_send(
+            room=room,
+            moderator=actor_name(request.user),
+            text=request.POST.get("message", ""),
+            join_request=join_request,
+        )
+    except AnnouncementRefused as refused:
+        messages.error(
+            request,
+            gettext("Nothing was sent to %(name)s: %(reason)s")
+            % {"name": join_request.display_name, "reason": refused.message},
+        )
+        return redirect("moderator-room", pk=room.pk)
+    _say_reached(request, reached)
+    return redirect("moderator-room", pk=room.pk)
+
+
+def _say_reached(request: HttpRequest, reached: int) -> None:
+    if reached:
+        messages.success(
+            request,
+            ngettext(
+                "Your message is shown to %(count)d waiting guest.",
+                "Your message is shown to %(count)d waiting guests.",
+                reached,
+            )
+            % {"count": reached},
+        )
+    else:
+        messages.warning(request, gettext("Nobody is waiting any more: nothing was sent."))
 
 
 @login_required

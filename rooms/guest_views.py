@@ -6,13 +6,16 @@ import json
 import re
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.displaynames import CleanName
+from accounts.models import RetentionPolicy
 from accounts.services import guest_account_seen
+from guestgate.errors import GuestGateError
 from ops.clientaddress import client_address
 from ops.ratelimit import Limit, Verdict, rate_limit_hit, rate_limits_hit
 from ops.security import HEADER as CSP_HEADER
@@ -23,13 +26,15 @@ from rooms.invite_links import InviteLinkUnusable, invite_link_for_token
 from rooms.live import changes
 from rooms.models import InviteLink, JoinRequest
 from rooms.provisioning import (
+    GuestArrival,
     RoomFull,
     join_request_cancel,
     join_request_retry,
     join_request_start,
     policy_for_link,
+    returning_guest_for_link,
 )
-from rooms.selectors import join_request_for_lobby, lobby_state
+from rooms.selectors import join_request_for_lobby, join_request_may_ask_again, lobby_state
 
 BROWSER_KEY_COOKIE = "guestgate_guest"
 _LOBBIES = "lobbies"  # session key: the lobbies this browser may see
@@ -58,39 +63,70 @@ def _join_attempt_counted(request: HttpRequest, link: InviteLink, *, accepted: b
     )
 
 
-def _link_error(request: HttpRequest, error: InviteLinkUnusable) -> HttpResponse:
+def _link_error(request: HttpRequest, error: GuestGateError) -> HttpResponse:
     return render(request, "guest/link_error.html", {"error": error}, status=error.status)
+
+
+def _arrived(request: HttpRequest, arrival: GuestArrival, policy: RetentionPolicy) -> HttpResponse:
+    """To the guest's lobby, which this browser may now see; the browser keeps its key."""
+    public_id = str(arrival.join_request.public_id)
+    response = _to_lobby(request, public_id)
+    response.set_signed_cookie(
+        BROWSER_KEY_COOKIE,
+        arrival.browser_key,
+        max_age=int(policy.return_window.total_seconds()),
+        httponly=True,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
+    return response
+
+
+def _to_lobby(request: HttpRequest, public_id: str) -> HttpResponse:
+    lobbies = [id_ for id_ in request.session.get(_LOBBIES, []) if id_ != public_id]
+    request.session[_LOBBIES] = [*lobbies[-9:], public_id]
+    return redirect("lobby", public_id=public_id)
+
+
+def _rate_limited(request: HttpRequest, verdict: Verdict) -> HttpResponse:
+    response = render(
+        request, "guest/rate_limited.html", {"retry_after": verdict.retry_after}, status=429
+    )
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, token: str) -> HttpResponse:
+    """The name form; a returning browser is offered "Continue as <name>" first (``continue``
+    in the POST: back to the lobby its request still has, else asking again under that name)."""
     try:
         link = invite_link_for_token(token)
     except InviteLinkUnusable as error:
         return _link_error(request, error)
     policy = policy_for_link(link)
+    browser_key = request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None)
+    returning = returning_guest_for_link(link=link, browser_key=browser_key, policy=policy)
+    data: QueryDict | None = request.POST if request.method == "POST" else None
+    if data is not None and "continue" in data and returning is not None:
+        if returning.join_request is not None:
+            return _to_lobby(request, str(returning.join_request.public_id))
+        named = QueryDict(mutable=True)
+        named["display_name"] = returning.typed_name
+        data = named
     form = JoinForm(
-        request.POST if request.method == "POST" else None,
-        protected_names=link.room.protected_names,
-        suffix=policy.displayname_suffix,
+        data, protected_names=link.room.protected_names, suffix=policy.displayname_suffix
     )
-    if request.method == "POST":
+    if data is not None:
         verdict = _join_attempt_counted(request, link, accepted=form.is_valid())
         if not verdict.allowed:
-            response = render(
-                request,
-                "guest/rate_limited.html",
-                {"retry_after": verdict.retry_after},
-                status=429,
-            )
-            response["Retry-After"] = str(verdict.retry_after)
-            return response
+            return _rate_limited(request, verdict)
         if form.is_valid():
             try:
                 arrival = join_request_start(
                     link=link,
                     name=form.cleaned_data["display_name"],
-                    browser_key=request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None),
+                    browser_key=browser_key,
                     policy=policy,
                 )
             except InviteLinkUnusable as error:
@@ -103,22 +139,11 @@ def join(request: HttpRequest, token: str) -> HttpResponse:
                     {"form": form, "room": link.room},
                     status=full.status,
                 )
-            public_id = str(arrival.join_request.public_id)
-            request.session[_LOBBIES] = [*request.session.get(_LOBBIES, [])[-9:], public_id]
-            response = redirect("lobby", public_id=public_id)
-            response.set_signed_cookie(
-                BROWSER_KEY_COOKIE,
-                arrival.browser_key,
-                max_age=int(policy.return_window.total_seconds()),
-                httponly=True,
-                samesite="Lax",
-                secure=settings.SESSION_COOKIE_SECURE,
-            )
-            return response
+            return _arrived(request, arrival, policy)
     return render(
         request,
         "guest/join.html",
-        {"form": form, "room": link.room},
+        {"form": form, "room": link.room, "returning": returning},
         status=400 if form.errors else 200,
     )
 
@@ -192,6 +217,42 @@ def lobby_status(request: HttpRequest, public_id: str) -> JsonResponse:
 def lobby_cancel(request: HttpRequest, public_id: str) -> HttpResponse:
     join_request_cancel(_own_join_request(request, str(public_id)))
     return redirect("lobby", public_id=public_id)
+
+
+@require_POST
+def lobby_ask_again(request: HttpRequest, public_id: str) -> HttpResponse:
+    """ "Ask again" after a cancel, a denial, a removal or an expired pass, where the invite link
+    still lets people in (``join_request_may_ask_again``): a new request under the same name
+    (the same account while it lives), counted like a join form. Elsewhere: back to the lobby,
+    nothing changed."""
+    join_request = _own_join_request(request, str(public_id))
+    link = join_request.invite_link
+    if link is None or not join_request_may_ask_again(join_request, status=_shown(join_request)):
+        return redirect("lobby", public_id=public_id)
+    verdict = _join_attempt_counted(request, link, accepted=True)
+    if not verdict.allowed:
+        return _rate_limited(request, verdict)
+    policy = policy_for_link(link)
+    name = CleanName(
+        typed=join_request.display_name.removesuffix(policy.displayname_suffix).strip()
+        or join_request.display_name,
+        shown=join_request.display_name,
+    )
+    try:
+        arrival = join_request_start(
+            link=link,
+            name=name,
+            browser_key=request.get_signed_cookie(BROWSER_KEY_COOKIE, default=None),
+            policy=policy,
+        )
+    except (InviteLinkUnusable, RoomFull) as error:
+        return _link_error(request, error)
+    return _arrived(request, arrival, policy)
+
+
+def _shown(join_request: JoinRequest) -> str:
+    """The status the lobby shows (a let-in guest whose pass ended: expired)."""
+    return str(lobby_state(join_request)["status"])
 
 
 @require_POST

@@ -213,6 +213,9 @@ class JoinRequest(models.Model):
     # records it (the approval task, main's push of the bot's invite) audits it "in Matrix".
     decided_in_matrix = models.BooleanField(default=False)
     version = models.PositiveIntegerField(default=1)
+    # A moderator's line to the guest while they wait ("We start at 10:05", rooms.announcements),
+    # shown in the lobby as typed; setting it bumps ``version`` so the lobby's long poll hears it.
+    announcement = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)  # homeserver retries so far
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -318,6 +321,8 @@ class AuditEntry(models.Model):
         FAILED = "failed", gettext_lazy("failed")
         EXPIRED = "expired", gettext_lazy("expired")
         REMOVED = "removed", gettext_lazy("removed from the call")
+        # A moderator's message to a waiting guest (rooms.announcements); ``reason``: the text.
+        MESSAGED = "messaged", gettext_lazy("wrote to the waiting guest")
 
     room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="audit_entries")
     join_request = models.ForeignKey(

@@ -72,6 +72,43 @@ class RoomFull(GuestGateError):
     status = 503
 
 
+@dataclass(frozen=True)
+class ReturningGuest:
+    """A browser that has been here before: the name it came with, and its request for the
+    link's room that its lobby still shows (open, in the call, or banned), if any."""
+
+    display_name: str  # as on Matrix, with the guest suffix
+    typed_name: str  # as the guest typed it
+    join_request: JoinRequest | None
+
+
+#: A returning guest's latest request in these is still their lobby ("Continue" goes back to
+#: it); after the others (cancelled, denied, expired…) "Continue" asks again under their name.
+_STILL_THEIR_LOBBY = (*JoinRequest.OPEN, Status.JOINED, Status.BANNED, Status.FAILED)
+
+
+def returning_guest_for_link(
+    *, link: InviteLink, browser_key: str | None, policy: RetentionPolicy
+) -> ReturningGuest | None:
+    """The guest this browser was at ``link``'s room (its browser key cookie names a live guest
+    account within its return window), or None for a browser new here."""
+    account = guest_account_returning(browser_key=browser_key) if browser_key else None
+    if account is None:
+        return None
+    latest = (
+        JoinRequest.objects.filter(room=link.room, guest=account).order_by("-created_at").first()
+    )
+    suffix = policy.displayname_suffix
+    typed = account.display_name
+    if suffix and typed.endswith(suffix):
+        typed = typed[: -len(suffix)]
+    return ReturningGuest(
+        display_name=account.display_name,
+        typed_name=typed.strip() or account.display_name,
+        join_request=latest if latest is not None and latest.status in _STILL_THEIR_LOBBY else None,
+    )
+
+
 def policy_for_link(link: InviteLink) -> RetentionPolicy:
     """The link's own retention policy, else its room's, else the default one."""
     return link.retention_policy or link.room.retention_policy or default_policy()

@@ -14,7 +14,7 @@ from django.utils.translation import gettext, gettext_lazy
 from accounts.selectors import guest_account_session
 from ops.workers import workers_running
 from rooms.invite_links import invite_link_state, invite_link_undo_possible
-from rooms.messages import guest_sentence, room_problem_sentence
+from rooms.messages import BANNED_BEFORE, guest_sentence, room_problem_sentence
 from rooms.models import AuditEntry, CallRoom, InviteLink, JoinRequest
 from rooms.permissions import RoomRights, room_rights
 
@@ -33,29 +33,103 @@ _TITLES = {
     Status.EXPIRED: gettext_lazy("This guest pass has expired"),
     Status.REMOVED: gettext_lazy("You were removed from the call"),
 }
+# One sentence each: what the guest must know, and what they can do next.
 _MESSAGES = {
     Status.PROVISIONING: gettext_lazy("This takes a moment."),
     Status.WAITING: gettext_lazy(
-        "A moderator of the call will let you in. Keep this page open; it updates by itself."
+        "The moderators know you are here and will let you in. Keep this page open; it "
+        "updates by itself."
     ),
     Status.INVITED: gettext_lazy("Joining the call…"),
     Status.JOINING: gettext_lazy("Joining the call…"),
     Status.JOINED: gettext_lazy("Open the call to take part."),
-    Status.DENIED: gettext_lazy("A moderator did not let you in."),
-    Status.BANNED: gettext_lazy("A moderator did not let you in, and you cannot ask again."),
+    Status.DENIED: gettext_lazy(
+        "A moderator did not let you in; if you think that was a mistake, ask the person who "
+        "invited you."
+    ),
+    Status.BANNED: gettext_lazy(
+        "You cannot ask to join this call again; if you think that is a mistake, ask the "
+        "person who invited you."
+    ),
     Status.CANCELLED: gettext_lazy(
-        "You stopped waiting. You can open the invite link again to ask again."
+        "You stopped waiting; this invite link lets nobody in any more, so ask the person who "
+        "invited you for a new one."
     ),
     Status.FAILED: "",  # the reason says what failed
     Status.EXPIRED: gettext_lazy(
-        "Guest passes last a limited time. Open the invite link again for a new one."
+        "Guest passes last a limited time; this invite link lets nobody in any more, so ask "
+        "the person who invited you for a new one."
     ),
-    Status.REMOVED: gettext_lazy("A moderator removed you from the call."),
+    Status.REMOVED: gettext_lazy(
+        "A moderator removed you from the call; this invite link lets nobody in any more."
+    ),
 }
+# The same, where the guest may ask again (``can_ask_again``): the button is the next action.
+_MESSAGES_ASK_AGAIN = {
+    Status.DENIED: gettext_lazy("A moderator did not let you in this time; you may ask again."),
+    Status.CANCELLED: gettext_lazy("You stopped waiting; ask again whenever you are ready."),
+    Status.EXPIRED: gettext_lazy(
+        "Guest passes last a limited time; ask again for a new one to join the call."
+    ),
+    Status.REMOVED: gettext_lazy("A moderator removed you from the call; you may ask again."),
+}
+#: Where the lobby offers "Ask again". Not after a ban (Matrix keeps a banned guest out), nor
+#: while a request is open or failed ("Try again" goes on with the same request).
+ASK_AGAIN_AFTER = tuple(_MESSAGES_ASK_AGAIN)
+#: Where the guest's name is worth saying ("You are joining as …"): before they are let in.
+_NAME_SHOWN = (Status.PROVISIONING, Status.WAITING)
+#: The statuses whose ``reason`` a moderator typed (when it has no ``reason_code``).
+_MODERATOR_DECISIONS = (Status.DENIED, Status.BANNED, Status.REMOVED)
 
 
 def join_request_for_lobby(public_id: str) -> JoinRequest | None:
-    return JoinRequest.objects.select_related("room", "guest").filter(public_id=public_id).first()
+    return (
+        JoinRequest.objects.select_related("room", "guest", "invite_link")
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def join_request_may_ask_again(join_request: JoinRequest, *, status: str | None = None) -> bool:
+    """Whether the lobby offers "Ask again": after a denial, a removal, a cancel or an expired
+    pass, not after a ban, and only while the invite link the guest came by still lets people
+    in (not revoked, expired or used up): a denial is not a ban, and the moderators who want a
+    guest to stay out ban them or revoke the link. ``status``: as the lobby shows it (a
+    let-in guest whose pass ended: expired), else the request's."""
+    link = join_request.invite_link
+    return (
+        (status or join_request.status) in ASK_AGAIN_AFTER
+        and link is not None
+        and invite_link_state(link) == "active"
+    )
+
+
+def _reason(join_request: JoinRequest, status: Status) -> tuple[str, bool]:
+    """What the lobby says of why, and whether a moderator typed it (only then is it quoted as
+    theirs: GuestGate's own words are never put in a moderator's mouth)."""
+    if status != join_request.status:
+        return "", False  # it was said of the request (let in), not of the account's end
+    if join_request.reason_code == BANNED_BEFORE:
+        return "", False  # the title says it already
+    if join_request.reason_code:
+        return guest_sentence(join_request.reason_code, join_request.reason), False
+    typed = bool(join_request.reason) and status in _MODERATOR_DECISIONS
+    return join_request.reason, typed
+
+
+def _message(join_request: JoinRequest, status: Status, *, may_ask_again: bool) -> str:
+    if may_ask_again:
+        return str(_MESSAGES_ASK_AGAIN[status])
+    if status == Status.JOINED and settings.CALL_MODE == "embedded":
+        return gettext("The call is below, in this page.")
+    if status == Status.PROVISIONING and not workers_running():
+        return gettext(
+            "Guest passes cannot be made right now: the service's background worker is not "
+            "running. Your request is kept and goes on by itself once it is back."
+        )
+    if status == Status.PROVISIONING and join_request.attempts:
+        return gettext("The server is slow to answer; still trying…")
+    return str(_MESSAGES[status])
 
 
 def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
@@ -66,32 +140,23 @@ def lobby_state(join_request: JoinRequest) -> dict[str, Any]:
         session = guest_account_session(join_request.guest)
         if session is None:  # the account ended after the guest was let in
             status = Status.EXPIRED
-    message = str(_MESSAGES[status])
-    if status == Status.JOINED and settings.CALL_MODE == "embedded":
-        message = gettext("The call is below, in this page.")
-    if status == Status.PROVISIONING and join_request.attempts:
-        message = gettext("The server is slow to answer; still trying…")
-    if status == Status.PROVISIONING and not workers_running():
-        message = gettext(
-            "Guest passes cannot be made right now: the service's background worker is not "
-            "running. Your request is kept and goes on by itself once it is back."
-        )
-    # GuestGate's own words in the guest's language, or a moderator's as typed.
-    reason = join_request.reason
-    if join_request.reason_code:
-        reason = guest_sentence(join_request.reason_code, join_request.reason)
-    if status != join_request.status:
-        reason = ""  # it was said of the request (let in), not of the account's end
+    may_ask_again = join_request_may_ask_again(join_request, status=status)
+    reason, moderator_said = _reason(join_request, status)
     state: dict[str, Any] = {
         "status": status.value,
         "title": str(_TITLES[status]),
-        "message": message,
+        "message": _message(join_request, status, may_ask_again=may_ask_again),
         "reason": reason,
+        "moderator_said": moderator_said,
+        # A moderator's line to the waiting guests, as typed (the page shows it as text).
+        "announcement": join_request.announcement if status in _NAME_SHOWN else "",
         "version": join_request.version,
         "room_name": join_request.room.display_name,
         "display_name": join_request.display_name,
+        "show_name": status in _NAME_SHOWN,
         "can_cancel": status in (Status.PROVISIONING, Status.WAITING),
         "can_retry": status == Status.FAILED,
+        "can_ask_again": may_ask_again,
         "session": None,
         "call_url": None,
     }

@@ -25,16 +25,22 @@
     const reason = document.getElementById("status-reason");
     reason.hidden = !state.reason;
     reason.textContent = "";
-    if (state.reason) {
-      if (state.status === "denied" || state.status === "banned") {
-        reason.append(reason.dataset.moderatorSaid + " ");  // translated by the page
-      }
+    if (state.moderator_said) {
+      // Only a moderator's own typed words are quoted as theirs.
+      reason.append(reason.dataset.moderatorSaid + " ");  // translated by the page
       const quote = document.createElement("q");
       quote.textContent = state.reason;
       reason.append(quote);
+    } else if (state.reason) {
+      reason.textContent = state.reason;  // GuestGate's own words, said plainly
     }
+    document.getElementById("joining-as").hidden = !state.show_name;
+    // A moderator's line to the waiting guests: text only, never markup.
+    document.getElementById("announcement-text").textContent = state.announcement || "";
+    document.getElementById("announcement").hidden = !state.announcement;
     document.getElementById("cancel-form").hidden = !state.can_cancel;
     document.getElementById("retry-form").hidden = !state.can_retry;
+    document.getElementById("ask-again-form").hidden = !state.can_ask_again;
     const joined = document.getElementById("joined");
     joined.hidden = state.status !== "joined";
     // Without a session (an expired pass) the page keeps no token.
