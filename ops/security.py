@@ -67,8 +67,9 @@ def lobby_policy() -> str:
         return str(settings.CONTENT_SECURITY_POLICY)
     connect = ["'self'", origin(settings.GUEST_HS_PUBLIC_URL), *_focus_origins()]
     frame = settings.CALL_ORIGIN or "'self'"
+    images = " ".join(filter(None, ["'self'", "data:", settings.BRANDING.logo_origin]))
     return (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        f"default-src 'self'; img-src {images}; style-src 'self'; script-src 'self'; "
         f"connect-src {' '.join(dict.fromkeys(connect))}; frame-src {frame}; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     )
