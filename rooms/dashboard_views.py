@@ -282,12 +282,16 @@ def _decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     except GuestGateError as error:
         messages.warning(request, error.message)
     except MatrixError as error:
-        messages.error(
-            request,
-            gettext("The Matrix server refused or did not answer: %(error)s")
-            % {"error": error.message},
-        )
+        _say_matrix_refused(request, error)
     return redirect("moderator-room", pk=room.pk)
+
+
+def _say_matrix_refused(request: HttpRequest, error: MatrixError) -> None:
+    messages.error(
+        request,
+        gettext("The Matrix server refused or did not answer: %(error)s")
+        % {"error": error.message},
+    )
 
 
 @login_required
@@ -345,11 +349,7 @@ def unban(request: HttpRequest, pk: int) -> HttpResponse:
     except GuestGateError as error:
         messages.error(request, error.message)
     except MatrixError as error:
-        messages.error(
-            request,
-            gettext("The Matrix server refused or did not answer: %(error)s")
-            % {"error": error.message},
-        )
+        _say_matrix_refused(request, error)
     else:
         messages.success(
             request,

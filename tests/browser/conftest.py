@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.browser.axe import SCREENS, axe_context
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -81,3 +83,22 @@ def phone(browser: Browser) -> Iterator[Page]:
 @pytest.fixture(autouse=True)
 def _shared_database(transactional_db: None, guestgate_web: str, no_faults_left: None) -> None:
     """Browser tests see what GuestGate's processes commit, so no test transaction."""
+
+
+# Pages checked with axe-core, on each screen of tests/browser/axe.py (a phone, a desktop).
+
+
+@pytest.fixture(params=list(SCREENS))
+def screen(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def context(browser: Browser, screen: str) -> Iterator[BrowserContext]:
+    yield from axe_context(browser, screen)
+
+
+@pytest.fixture
+def visitor(context: BrowserContext) -> Page:
+    return context.new_page()

@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 from django.test import RequestFactory
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from devtools.guestbrowser import GuestBrowser
 from ops.ratelimit import Limit, rate_limit_hit
@@ -32,22 +32,6 @@ pytestmark = [
     pytest.mark.homeservers,
     pytest.mark.usefixtures("celery_worker"),
 ]
-
-
-@pytest.fixture(params=list(SCREENS))
-def screen(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def context(browser: Browser, screen: str) -> Iterator[BrowserContext]:
-    yield from axe_context(browser, screen)
-
-
-@pytest.fixture
-def visitor(context: BrowserContext) -> Page:
-    return context.new_page()
 
 
 @pytest.fixture

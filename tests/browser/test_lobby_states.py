@@ -34,12 +34,6 @@ LIVE = 30_000  # ms a live change may take to reach the lobby (accounts, knocks,
 LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 
 
-@pytest.fixture(params=list(SCREENS))
-def screen(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
 class Guests:
     """Guests on one screen, each in a browser of their own (their own cookies), in which
     axe-core may be injected (the strict CSP bypassed, as in tests/browser/axe.py)."""

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from accounts.expiry import accounts_claim_due
 from accounts.models import GuestAccount
@@ -29,22 +29,6 @@ pytestmark = [
     pytest.mark.homeservers,
     pytest.mark.usefixtures("celery_worker"),
 ]
-
-
-@pytest.fixture(params=list(SCREENS))
-def screen(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def context(browser: Browser, screen: str) -> Iterator[BrowserContext]:
-    yield from axe_context(browser, screen)
-
-
-@pytest.fixture
-def visitor(context: BrowserContext) -> Page:
-    return context.new_page()
 
 
 def fits(page: Page, screen: str) -> None:
