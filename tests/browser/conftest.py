@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.browser.axe import SCREENS, axe_context
+from tests.conftest import Person
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -77,6 +78,20 @@ def phone(browser: Browser) -> Iterator[Page]:
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def moderator_page(browser: Browser, guestgate_web: str, moderator: Person) -> Iterator[Page]:
+    """The room's moderator, signed in at the dashboard in a browser of their own."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(f"{guestgate_web}/moderator/sign-in")
+    page.get_by_label("Matrix id").fill(moderator.user_id)
+    page.get_by_label("Password").fill(moderator.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your rooms")).to_be_visible()
+    yield page
     context.close()
 
 

@@ -127,6 +127,43 @@ def test_a_let_in_guest_is_in_the_call_without_a_click_and_hangs_up_and_rejoins(
     )
 
 
+def test_the_dashboard_follows_the_guest_in_and_out_of_the_call_and_removes_them(
+    guest_page: Page,
+    moderator_page: Page,
+    guestgate_web: str,
+    invite_token: str,
+    call_room: CallRoom,
+) -> None:
+    """The moderator's side of the call, live: in the call, left, back, removed (EC torn down)."""
+    dashboard = moderator_page
+    dashboard.goto(f"{guestgate_web}/moderator/")
+    dashboard.get_by_role("link", name=call_room.name).click()
+    ask_to_join(guest_page, guestgate_web, invite_token, "Alice")
+    dashboard.get_by_role("button", name="Let in Alice (Guest)").click()
+
+    in_the_call(guest_page)
+    alice = dashboard.locator(".recent li", has_text="Alice (Guest)")
+    expect(alice.locator("[data-call]")).to_have_attribute("data-call", "in_call", timeout=LIVE)
+
+    the_call(guest_page).get_by_test_id("incall_leave").dispatch_event("click")
+    expect(alice.locator("[data-call]")).to_have_attribute("data-call", "left", timeout=LIVE)
+    expect(alice.get_by_text("left the call")).to_be_visible()
+
+    guest_page.get_by_role("button", name="Rejoin").click()
+    in_the_call(guest_page)
+    expect(alice.locator("[data-call]")).to_have_attribute("data-call", "in_call", timeout=LIVE)
+
+    alice.get_by_label("Reason for removing Alice (Guest)").fill("Wrong meeting")
+    alice.get_by_role("button", name="Remove from the call: Alice (Guest)").click()
+    expect(guest_page.get_by_role("heading", level=2)).to_have_text(
+        "You were removed from the call", timeout=LIVE
+    )
+    expect(guest_page.locator("#call-frame")).to_have_count(0)
+    expect(
+        dashboard.locator(".recent li", has_text="Alice (Guest)").locator("[data-call]")
+    ).to_have_attribute("data-call", "removed", timeout=LIVE)
+
+
 def test_a_guest_who_closes_the_tab_leaves_the_call_by_the_delayed_leave(
     guest_page: Page,
     guestgate_web: str,

@@ -4,13 +4,11 @@ guest live; the invite-link poster prints on A4 and Letter."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from rooms.models import CallRoom
-from tests.conftest import Person
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,20 +17,6 @@ pytestmark = [
 ]
 
 SCREENS = "var/test-screens"
-
-
-@pytest.fixture
-def moderator_page(browser: Browser, guestgate_web: str, moderator: Person) -> Iterator[Page]:
-    """The room's moderator, signed in at the dashboard in a browser of their own."""
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    page.goto(f"{guestgate_web}/moderator/sign-in")
-    page.get_by_label("Matrix id").fill(moderator.user_id)
-    page.get_by_label("Password").fill(moderator.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your rooms")).to_be_visible()
-    yield page
-    context.close()
 
 
 def test_a_knock_appears_live_and_the_approval_reaches_the_guest_live(
