@@ -368,7 +368,9 @@ class WaitingNotice(models.Model):
     # When main says the open notice was sent (its origin_server_ts, in ms): a command sent
     # before it answered an earlier notice, whose numbers are not this one's.
     opened_ts = models.BigIntegerField(default=0)
-    language = models.CharField(max_length=16, blank=True)  # the open notice's, as last sent
+    # The sha256 of the open notice's text as last sent or edited: another language, room name
+    # or moderators' room neighbours change the text without changing its guests.
+    digest = models.CharField(max_length=64, blank=True)
     edits = models.PositiveIntegerField(default=0)  # of the open notice (its edits' txn ids)
     sent_at = models.DateTimeField(null=True, blank=True)  # the last send or edit
     # The queue changed and a refresh is queued (coalescing: one refresh for many changes).

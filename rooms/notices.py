@@ -171,20 +171,20 @@ def _refresh(room: CallRoom, notice: WaitingNotice, now: datetime) -> str:
     guests = numbered(shown, [guest.pk for guest in waiting])
     if not notice.event_id and not waiting:
         return "unchanged"
-    shared, language = _shares_notice_room(room), notice_language(room)
-    with translation.override(language):
-        same = bool(notice.event_id and waiting and guests == shown and notice.language == language)
-        if same and not _times_changed(room, notice, guests, waiting, now, shared):
+    shared = _shares_notice_room(room)
+    with translation.override(notice_language(room)):
+        same_guests = bool(notice.event_id and waiting and guests == shown)
+        if same_guests and not _reads_otherwise(room, notice, guests, waiting, now, shared):
             return "unchanged"
         text, html = notice_text(room, guests, waiting, now, shared=shared)
     if not notice.event_id:
-        return _start(room, notice, guests, (text, html, language), now)
+        return _start(room, notice, guests, (text, html), now)
     _edit(notice, room.notice_room, text, html)
     notices = WaitingNotice.objects.filter(pk=notice.pk)
     if waiting:
-        notices.update(guests=guests, edits=notice.edits + 1, language=language, sent_at=now)
+        notices.update(guests=guests, edits=notice.edits + 1, digest=_digest(text), sent_at=now)
         return "edited"
-    notices.update(event_id="", in_room="", guests=[], edits=0, opened_ts=0, sent_at=now)
+    notices.update(event_id="", in_room="", guests=[], edits=0, opened_ts=0, digest="", sent_at=now)
     return "closed"
 
 
@@ -200,7 +200,7 @@ def _shares_notice_room(room: CallRoom) -> bool:
     return CallRoom.objects.filter(notice_room_id=room.notice_room_id).exclude(pk=room.pk).exists()
 
 
-def _times_changed(
+def _reads_otherwise(
     room: CallRoom,
     notice: WaitingNotice,
     guests: list[list[int]],
@@ -208,13 +208,23 @@ def _times_changed(
     now: datetime,
     shared: bool,
 ) -> bool:
-    """Whether the notice, listing the same guests, would now show other waiting times than
-    when it was last sent or edited, and that was long enough ago (``FRESH_TIMES_INTERVAL``)."""
+    """Whether the notice, listing the same guests, should be edited: it would read otherwise
+    than as last sent even at that time (another language or room name, other call rooms
+    sharing its room), or its waiting times changed and it was last sent long enough ago
+    (``FRESH_TIMES_INTERVAL``)."""
     sent_at = notice.sent_at
-    if sent_at is None or now < sent_at + FRESH_TIMES_INTERVAL:
-        return False
+    if sent_at is None:
+        return True
     then = notice_text(room, guests, waiting, sent_at, shared=shared)
+    if _digest(then[0]) != notice.digest:
+        return True
+    if now < sent_at + FRESH_TIMES_INTERVAL:
+        return False
     return then != notice_text(room, guests, waiting, now, shared=shared)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _edit(notice: WaitingNotice, room_id: str, text: str, html: str) -> None:
@@ -234,7 +244,7 @@ def _move_away(room: CallRoom, notice: WaitingNotice, now: datetime) -> None:
         ) % {"room": room.display_name}
     _edit(notice, notice.in_room or room.room_id, moved, f"<p>{escape(moved)}</p>")
     WaitingNotice.objects.filter(pk=notice.pk).update(
-        event_id="", in_room="", guests=[], edits=0, opened_ts=0
+        event_id="", in_room="", guests=[], edits=0, opened_ts=0, digest=""
     )
     notice.event_id, notice.in_room, notice.guests, notice.edits = "", "", [], 0
 
@@ -243,13 +253,12 @@ def _start(
     room: CallRoom,
     notice: WaitingNotice,
     guests: list[list[int]],
-    written: tuple[str, str, str],
+    written: tuple[str, str],
     now: datetime,
 ) -> str:
     """Record, act, record: the transaction id first, so that a retry after a crash gets the
-    same notice back from main instead of a second one. ``written``: its text, HTML and
-    language."""
-    text, html, language = written
+    same notice back from main instead of a second one. ``written``: its text and HTML."""
+    text, html = written
     repeat = bool(notice.txn_id)
     txn_id = notice.txn_id or f"gg-notice-{uuid.uuid4().hex}"
     WaitingNotice.objects.filter(pk=notice.pk).update(txn_id=txn_id)
@@ -264,7 +273,7 @@ def _start(
         txn_id="",
         guests=[] if repeat else guests,
         opened_ts=opened_ts,
-        language=language,
+        digest="" if repeat else _digest(text),
         edits=0,
         sent_at=now,
     )
@@ -400,10 +409,14 @@ def notice_room_set(room: CallRoom, typed: str) -> bool:
         return False
     if room_id:
         _check_notice_room(room, room_id)
+    left = room.notice_room_id
     CallRoom.objects.filter(pk=room.pk).update(notice_room_id=room_id)
     room.notice_room_id = room_id
+    # The room's notice moves; those it leaves or joins say whether to name the call room.
+    neighbours = CallRoom.objects.filter(notice_room_id__in={left, room_id} - {""})
     with transaction.atomic():
-        waiting_notice_soon(room.room_id)
+        for call_room_id in {room.room_id, *neighbours.values_list("room_id", flat=True)}:
+            waiting_notice_soon(call_room_id)
     return True
 
 
@@ -417,7 +430,7 @@ def notice_language_set(room: CallRoom, language: str) -> None:
     CallRoom.objects.filter(pk=room.pk).update(notice_language=language)
     room.notice_language = language
     with transaction.atomic():
-        waiting_notice_soon(room.room_id)
+        waiting_notice_soon(room.room_id)  # an open notice is edited into it
 
 
 def _notice_room_id(typed: str) -> str:

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="waitingnotice",
-            name="language",
-            field=models.CharField(blank=True, max_length=16),
+            name="digest",
+            field=models.CharField(blank=True, max_length=64),
         ),
     ]

@@ -445,16 +445,28 @@ def test_a_room_set_to_german_gets_a_german_notice_and_german_answers(
     moderator: Person,
     homeserver_pair: LocalPair,
 ) -> None:
+    waiting_guests(guestgate_web, invite_token, "Alice")
+    notice = open_notice(call_room)
+    assert "1 guest is waiting" in notice_text(moderator.client, call_room.room_id, notice)
+
     saved = mona.post(f"/moderator/rooms/{call_room.pk}/settings", notice_language="de")
     assert saved.status_code == 302
     assert CallRoom.objects.get(pk=call_room.pk).notice_language == "de"
 
-    waiting_guests(guestgate_web, invite_token, "Alice")
-
-    notice = open_notice(call_room)
-    text = notice_text(moderator.client, call_room.room_id, notice)
-    assert "1 Gast wartet darauf, Team call beizutreten:" in text
+    text = wait_for_text(
+        moderator.client,
+        call_room.room_id,
+        notice,
+        lambda t: "1 Gast wartet darauf, Team call beizutreten:" in t,
+        "the open notice edited into German",
+    )
     assert "1. Alice (Guest)" in text
+    waiting_guests(guestgate_web, invite_token, "Bob")
+    text = wait_for_text(
+        moderator.client, call_room.room_id, notice, lambda t: "2. Bob" in t, "Bob listed"
+    )
+    assert "2 Gäste warten darauf, Team call beizutreten:" in text
+    assert "Reagieren Sie mit der Nummer eines Gastes" in text
     moderator.client.send_event(
         call_room.room_id,
         "m.room.message",

@@ -442,3 +442,16 @@ def test_a_command_replying_with_the_quoting_fallback_is_read(room: CallRoom) ->
     )
 
     assert (row.relates_to, row.body) == (NOTICE, "!guests let in 2")
+
+
+def test_a_call_room_leaving_a_shared_moderators_room_refreshes_the_notice_it_leaves_behind(
+    two_rooms_one_notice_room: tuple[CallRoom, CallRoom],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    team, _ = two_rooms_one_notice_room
+
+    with django_capture_on_commit_callbacks() as queued:
+        assert notice_room_set(team, "")
+
+    assert len(queued) == 2  # Team's notice moves; Review's need not name its room any more
+    assert WaitingNotice.objects.filter(due_at__isnull=False).count() == 2
