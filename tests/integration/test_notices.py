@@ -582,6 +582,9 @@ def test_eleven_guests_numbers_past_nine_by_command_and_reactions_reach_whom_was
         moderator.client, room_id, notice, lambda t: "11 guests are waiting" in t, "all eleven"
     )
     assert "11. Queue11 (Guest)" in text
+    # main's time of the notice, which a command written before it is compared with
+    posted = moderator.client.event(room_id, notice).origin_server_ts
+    assert WaitingNotice.objects.get(room=call_room).opened_ts == posted
     assert '"!guests let in 10" or "!guests let in <name>"' in text
 
     # Guest 1 is let in on the dashboard; the notice is edited, the others keep their numbers.
