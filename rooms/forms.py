@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
@@ -194,6 +195,19 @@ class RoomSettingsForm(forms.Form):
                 "GuestGate's bot posts who is waiting in the call room. To have it post in "
                 "another room instead, e.g. your moderators' room, give that room's id (!…) or "
                 "address (#…): the bot joins it when you save, so invite it first to a closed "
-                "room. Reactions and commands there act with people's rights in the call room."
+                "room. Reactions and commands there act with people's rights in the call room. "
+                "Several call rooms may post in the same moderators' room."
+            ),
+        )
+        site = dict(settings.LANGUAGES).get(settings.LANGUAGE_CODE, settings.LANGUAGE_CODE)
+        self.fields["notice_language"] = forms.ChoiceField(
+            label=gettext("Language of the waiting notice"),
+            choices=[
+                ("", gettext("The site's language (%(language)s)") % {"language": site}),
+                *settings.LANGUAGES,
+            ],
+            required=False,
+            help_text=gettext(
+                "The language of the bot's notice and of its answers to reactions and commands."
             ),
         )

@@ -52,7 +52,8 @@ class MembershipEvent(models.Model):
     # "in_call", "expires_ts"}], "every_device": bool}. Empty for membership events.
     call_state = models.JSONField(default=dict, blank=True)
     # A moderator's reaction to the waiting notice (``m.reaction``: the notice it relates to
-    # and its key) or command (``m.room.message``: its text), for rooms.notices.
+    # and its key) or command (``m.room.message``: the event it replies to, and its text),
+    # for rooms.notices.
     relates_to = models.CharField(max_length=255, blank=True)
     body = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
@@ -111,6 +112,9 @@ class CallRoom(models.Model):
     # Where the bot posts the waiting notice (rooms.notices): another Matrix room the room's
     # admins chose, e.g. their moderators' room; empty: the call room itself.
     notice_room_id = models.CharField(max_length=255, blank=True)
+    # The language of the waiting notice and of the bot's answers there (a code of
+    # settings.LANGUAGES); empty: the site's language.
+    notice_language = models.CharField(max_length=16, blank=True)
 
     def __str__(self) -> str:
         return self.name or self.room_id
@@ -361,6 +365,12 @@ class WaitingNotice(models.Model):
     # with the same event instead of a second notice.
     txn_id = models.CharField(max_length=64, blank=True)
     guests = models.JSONField(default=list, blank=True)
+    # When main says the open notice was sent (its origin_server_ts, in ms): a command sent
+    # before it answered an earlier notice, whose numbers are not this one's.
+    opened_ts = models.BigIntegerField(default=0)
+    # The sha256 of the open notice's text as last sent or edited: another language, room name
+    # or moderators' room neighbours change the text without changing its guests.
+    digest = models.CharField(max_length=64, blank=True)
     edits = models.PositiveIntegerField(default=0)  # of the open notice (its edits' txn ids)
     sent_at = models.DateTimeField(null=True, blank=True)  # the last send or edit
     # The queue changed and a refresh is queued (coalescing: one refresh for many changes).

@@ -12,8 +12,14 @@ room:
   it runs; a burst of guests makes a handful of edits, not one each. Every minute a safety net
   refreshes each room with guests waiting or a notice open (a refresh that finds nothing
   changed sends nothing): a lost task costs a minute, not a stale notice.
+- The notice, its edits and the bot's answers are in the room's notice language (chosen on
+  the room's settings page; else the site's).
+- Several call rooms may post in one moderators' room: one notice each, naming its call room.
+  A reaction acts on the queue of the notice it reacts to; a command there replies to a notice
+  or names its call room (``!guests Team call: let in 2``).
 - Moderators answer in their Matrix client: a reaction to the notice (a keycap digit lets in
-  that guest, ✅ everyone listed) or a command (``COMMAND_HELP``). Main pushes these;
+  that guest, ✅ everyone listed) or a command (``command_help``); a command reaches any
+  number, or a guest by name. Main pushes these;
   ``rooms.membership`` stores the ones that may be for GuestGate with the membership events
   and applies them in order, here. The sender's power in the room decides, as on the
   dashboard (``rooms.permissions``); the decision runs through ``rooms.moderation`` and the
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,35 +171,60 @@ def _refresh(room: CallRoom, notice: WaitingNotice, now: datetime) -> str:
     guests = numbered(shown, [guest.pk for guest in waiting])
     if not notice.event_id and not waiting:
         return "unchanged"
-    with translation.override(settings.LANGUAGE_CODE):
+    shared = _shares_notice_room(room)
+    with translation.override(notice_language(room)):
         same_guests = bool(notice.event_id and waiting and guests == shown)
-        if same_guests and not _times_changed(room, notice, guests, waiting, now):
+        if same_guests and not _reads_otherwise(room, notice, guests, waiting, now, shared):
             return "unchanged"
-        text, html = notice_text(room, guests, waiting, now)
+        text, html = notice_text(room, guests, waiting, now, shared=shared)
     if not notice.event_id:
-        return _start(room, notice, guests, text, html, now)
+        return _start(room, notice, guests, (text, html), now)
     _edit(notice, room.notice_room, text, html)
     notices = WaitingNotice.objects.filter(pk=notice.pk)
     if waiting:
-        notices.update(guests=guests, edits=notice.edits + 1, sent_at=now)
+        notices.update(guests=guests, edits=notice.edits + 1, digest=_digest(text), sent_at=now)
         return "edited"
-    notices.update(event_id="", in_room="", guests=[], edits=0, sent_at=now)
+    notices.update(event_id="", in_room="", guests=[], edits=0, opened_ts=0, digest="", sent_at=now)
     return "closed"
 
 
-def _times_changed(
+def notice_language(room: CallRoom) -> str:
+    """The language of the room's notice and of the bot's answers about it."""
+    return room.notice_language or settings.LANGUAGE_CODE
+
+
+def _shares_notice_room(room: CallRoom) -> bool:
+    """Whether other call rooms post their notices in the same moderators' room."""
+    if not room.notice_room_id:
+        return False
+    return CallRoom.objects.filter(notice_room_id=room.notice_room_id).exclude(pk=room.pk).exists()
+
+
+def _reads_otherwise(
     room: CallRoom,
     notice: WaitingNotice,
     guests: list[list[int]],
     waiting: list[Waiting],
     now: datetime,
+    shared: bool,
 ) -> bool:
-    """Whether the notice, listing the same guests, would now show other waiting times than
-    when it was last sent or edited, and that was long enough ago (``FRESH_TIMES_INTERVAL``)."""
+    """Whether the notice, listing the same guests, should be edited: it would read otherwise
+    than as last sent even at that time (another language or room name, other call rooms
+    sharing its room), or its waiting times changed and it was last sent long enough ago
+    (``FRESH_TIMES_INTERVAL``)."""
     sent_at = notice.sent_at
-    if sent_at is None or now < sent_at + FRESH_TIMES_INTERVAL:
+    if sent_at is None:
+        return True
+    then = notice_text(room, guests, waiting, sent_at, shared=shared)
+    if _digest(then[0]) != notice.digest:
+        return True
+    if now < sent_at + FRESH_TIMES_INTERVAL:
         return False
-    return notice_text(room, guests, waiting, sent_at) != notice_text(room, guests, waiting, now)
+    return then != notice_text(room, guests, waiting, now, shared=shared)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _edit(notice: WaitingNotice, room_id: str, text: str, html: str) -> None:
@@ -206,12 +238,14 @@ def _edit(notice: WaitingNotice, room_id: str, text: str, html: str) -> None:
 def _move_away(room: CallRoom, notice: WaitingNotice, now: datetime) -> None:
     """The open notice is in a room that no longer receives it: say so there and forget it;
     the refresh starts a new one in the room chosen."""
-    with translation.override(settings.LANGUAGE_CODE):
+    with translation.override(notice_language(room)):
         moved = gettext(
             "GuestGate now posts who waits to join %(room)s in another room; this list is closed."
         ) % {"room": room.display_name}
     _edit(notice, notice.in_room or room.room_id, moved, f"<p>{escape(moved)}</p>")
-    WaitingNotice.objects.filter(pk=notice.pk).update(event_id="", in_room="", guests=[], edits=0)
+    WaitingNotice.objects.filter(pk=notice.pk).update(
+        event_id="", in_room="", guests=[], edits=0, opened_ts=0, digest=""
+    )
     notice.event_id, notice.in_room, notice.guests, notice.edits = "", "", [], 0
 
 
@@ -219,24 +253,27 @@ def _start(
     room: CallRoom,
     notice: WaitingNotice,
     guests: list[list[int]],
-    text: str,
-    html: str,
+    written: tuple[str, str],
     now: datetime,
 ) -> str:
     """Record, act, record: the transaction id first, so that a retry after a crash gets the
-    same notice back from main instead of a second one."""
+    same notice back from main instead of a second one. ``written``: its text and HTML."""
+    text, html = written
     repeat = bool(notice.txn_id)
     txn_id = notice.txn_id or f"gg-notice-{uuid.uuid4().hex}"
     WaitingNotice.objects.filter(pk=notice.pk).update(txn_id=txn_id)
     in_room = room.notice_room
     with homeservers.main_bot() as bot:
         event_id = bot.send_notice(in_room, text, html=html, txn_id=txn_id)
+        opened_ts = bot.event(in_room, event_id).origin_server_ts or 0
     # A repeated transaction id shows the first attempt's text: edit it at the next refresh.
     WaitingNotice.objects.filter(pk=notice.pk).update(
         event_id=event_id,
         in_room=in_room,
         txn_id="",
         guests=[] if repeat else guests,
+        opened_ts=opened_ts,
+        digest="" if repeat else _digest(text),
         edits=0,
         sent_at=now,
     )
@@ -247,9 +284,15 @@ def _start(
 
 
 def notice_text(
-    room: CallRoom, guests: list[list[int]], waiting: list[Waiting], now: datetime
+    room: CallRoom,
+    guests: list[list[int]],
+    waiting: list[Waiting],
+    now: datetime,
+    *,
+    shared: bool = False,
 ) -> tuple[str, str]:
-    """The notice's plain text and HTML: who waits, numbered, or that nobody does any more."""
+    """The notice's plain text and HTML: who waits, numbered, or that nobody does any more.
+    ``shared``: other call rooms post in the same room, so a command must name this one."""
     dashboard = settings.PUBLIC_URL + reverse("moderator-room", args=[room.pk])
     link = gettext("Dashboard: %(url)s") % {"url": dashboard}
     link_html = f'<a href="{escape(dashboard)}">{escape(gettext("Open the dashboard"))}</a>'
@@ -267,19 +310,46 @@ def notice_text(
     lines = [
         (number, by_pk[pk].display_name, _waited(now - by_pk[pk].since)) for number, pk in guests
     ]
-    how = gettext(
-        "React with a guest's number (1️⃣ to 9️⃣) to let them in, or with "
-        '✅ to let everyone listed in; or write "!guests let in 2", "!guests let in all" '
-        'or "!guests deny 2 <reason>".'
-    )
+    how = _how_to_answer(room, [number for number, _ in guests], shared=shared)
     text = "\n".join(
-        [heading, *(f"{n}. {name} ({waited})" for n, name, waited in lines), how, link]
+        [heading, *(f"{n}. {name} ({waited})" for n, name, waited in lines), *how, link]
     )
     items = "<br>".join(
         f"<b>{n}.</b> {escape(name)} ({escape(waited)})" for n, name, waited in lines
     )
-    html = f"<p><b>{escape(heading)}</b><br>{items}</p><p>{escape(how)}<br>{link_html}</p>"
+    how_html = "<br>".join(escape(line) for line in how)
+    html = f"<p><b>{escape(heading)}</b><br>{items}</p><p>{how_html}<br>{link_html}</p>"
     return text, html
+
+
+def _how_to_answer(room: CallRoom, numbers: list[int], *, shared: bool) -> list[str]:
+    """The notice's lines on how to answer it: reactions, commands, what reaches a number
+    past the keycaps' nine, and how to name the call room in a room several post in."""
+    how = [
+        gettext(
+            "React with a guest's number (1️⃣ to 9️⃣) to let them in, or with "
+            '✅ to let everyone listed in; or write "!guests let in 2", "!guests let in all" '
+            'or "!guests deny 2 <reason>".'
+        )
+    ]
+    beyond = [number for number in numbers if number > max(KEYCAPS.values())]
+    if beyond:
+        how.append(
+            gettext(
+                'Numbers past 9 have no reaction: write "!guests let in %(number)d" or '
+                '"!guests let in <name>" instead.'
+            )
+            % {"number": beyond[0]}
+        )
+    if shared:
+        how.append(
+            gettext(
+                "Other call rooms post here too: reply to this notice with your command, or "
+                'name the room: "!guests %(room)s: let in 2".'
+            )
+            % {"room": room.display_name}
+        )
+    return how
 
 
 def _waited(duration: timedelta) -> str:
@@ -329,8 +399,9 @@ def notice_room_set(room: CallRoom, typed: str) -> bool:
     else NoticeRoomRefused (or the homeserver's MatrixError) and nothing is saved. An open
     notice moves at the next refresh. True if the choice changed.
 
-    The room may serve one call room only, and may not be a call room itself: a command there
-    ("!guests let in 2") must name one queue.
+    Several call rooms may post in one moderators' room (each notice names its call room; a
+    command there replies to a notice or names the call room), but a call room may not receive
+    another's notice: a command in it acts on its own queue.
     """
     typed = typed.strip()
     room_id = "" if typed in ("", room.room_id) else _notice_room_id(typed)
@@ -338,11 +409,28 @@ def notice_room_set(room: CallRoom, typed: str) -> bool:
         return False
     if room_id:
         _check_notice_room(room, room_id)
+    left = room.notice_room_id
     CallRoom.objects.filter(pk=room.pk).update(notice_room_id=room_id)
     room.notice_room_id = room_id
+    # The room's notice moves; those it leaves or joins say whether to name the call room.
+    neighbours = CallRoom.objects.filter(notice_room_id__in={left, room_id} - {""})
     with transaction.atomic():
-        waiting_notice_soon(room.room_id)
+        for call_room_id in {room.room_id, *neighbours.values_list("room_id", flat=True)}:
+            waiting_notice_soon(call_room_id)
     return True
+
+
+def notice_language_set(room: CallRoom, language: str) -> None:
+    """The language of the room's notice and the bot's answers ("": the site's language); an
+    open notice is edited into it. Not one of settings.LANGUAGES: ValueError."""
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValueError(f"not a language of GuestGate: {language!r}")
+    if language == room.notice_language:
+        return
+    CallRoom.objects.filter(pk=room.pk).update(notice_language=language)
+    room.notice_language = language
+    with transaction.atomic():
+        waiting_notice_soon(room.room_id)  # an open notice is edited into it
 
 
 def _notice_room_id(typed: str) -> str:
@@ -365,12 +453,6 @@ def _check_notice_room(room: CallRoom, room_id: str) -> None:
     if CallRoom.objects.filter(room_id=room_id).exists():
         raise NoticeRoomRefused(
             gettext("That room is a call room of its own: choose a room for moderators.")
-        )
-    other = CallRoom.objects.filter(notice_room_id=room_id).exclude(pk=room.pk).first()
-    if other is not None:
-        raise NoticeRoomRefused(
-            gettext("That room receives the waiting notice of %(other)s already.")
-            % {"other": other}
         )
     bot_id = homeservers.main_bot_user_id()
     with homeservers.main_bot() as bot:
@@ -400,8 +482,9 @@ def _check_notice_room(room: CallRoom, room_id: str) -> None:
 
 def moderator_event_rows(events: Sequence[RoomEvent]) -> list[MembershipEvent]:
     """Of a pushed transaction, the events that may be for GuestGate, as rows to store and
-    apply: reactions to an open waiting notice, and messages in a call room that start with
-    the command prefix. Everything else (and what GuestGate's bot sent) is dropped here."""
+    apply: reactions to an open waiting notice, and messages in a call room (or a room its
+    notice goes to) that start with the command prefix, with the event a command replies to.
+    Everything else (and what GuestGate's bot sent) is dropped here."""
     bot = homeservers.main_bot_user_id()
     reactions = {
         event.event_id: found
@@ -436,7 +519,7 @@ def moderator_event_rows(events: Sequence[RoomEvent]) -> list[MembershipEvent]:
         if event.event_id in reactions and reactions[event.event_id][0] in open_notices:
             relates_to, body = reactions[event.event_id]
         elif event.event_id in commands and event.room_id in call_rooms:
-            body = commands[event.event_id]
+            relates_to, body = _replied_to(event), commands[event.event_id]
         else:
             continue
         rows.append(
@@ -464,8 +547,20 @@ def _annotation(event: RoomEvent) -> tuple[str, str] | None:
     return target, key
 
 
+def _replied_to(event: RoomEvent) -> str:
+    """The event a message replies to ("" if none)."""
+    relation = event.content.get("m.relates_to")
+    reply = relation.get("m.in_reply_to") if isinstance(relation, dict) else None
+    target = reply.get("event_id") if isinstance(reply, dict) else None
+    return target if isinstance(target, str) and len(target) <= 255 else ""
+
+
 def _command_text(event: RoomEvent) -> str | None:
     body = event.content.get("body")
+    if isinstance(body, str) and _replied_to(event) and body.startswith("> "):
+        # A reply's quoting fallback ("> <@bot> …" lines, then a blank line), which clients
+        # that still add it put before the command.
+        body = body.split("\n\n", 1)[-1]
     if not isinstance(body, str) or not body.lstrip().lower().startswith(COMMAND_PREFIX):
         return None
     return body.strip()[:_MAX_BODY]
@@ -474,11 +569,12 @@ def _command_text(event: RoomEvent) -> str | None:
 @dataclass(frozen=True)
 class Decision:
     """What a moderator asked for: let in (or deny) the guests with these numbers in the
-    notice (``numbers`` None: everyone listed)."""
+    notice (``numbers`` None: everyone listed), or the one guest listed under ``name``."""
 
     deny: bool
     numbers: tuple[int, ...] | None
     reason: str = ""
+    name: str = ""
 
 
 def reaction_decision(key: str) -> Decision | None:
@@ -494,32 +590,50 @@ def reaction_decision(key: str) -> Decision | None:
 def command_decision(text: str) -> Decision | None:
     """A command's meaning, or None if it is not one (the sender gets the help).
 
-    ``!guests let in 2``, ``!guests let in 2 5``, ``!guests let in all``,
-    ``!guests deny 2`` and ``!guests deny 2 <reason>``.
+    ``!guests let in 2``, ``!guests let in 2 5``, ``!guests let in 12``,
+    ``!guests let in all``, ``!guests let in Alice``, ``!guests deny 2`` and
+    ``!guests deny 2 <reason>``.
     """
     words = text.split()
     if len(words) < 2 or words[0].lower() != COMMAND_PREFIX:
         return None
     verb = [word.lower() for word in words[1:3]]
     if verb == ["let", "in"] and len(words) > 3:
-        rest = [word.lower().strip(",") for word in words[3:]]
+        rest = [word for word in (word.lower().strip(",") for word in words[3:]) if word]
         if rest == ["all"]:
             return Decision(deny=False, numbers=None)
-        if all(word.isdigit() for word in rest):
+        if rest and all(word.isdigit() for word in rest):
             return Decision(deny=False, numbers=tuple(int(word) for word in rest))
-        return None
+        return Decision(deny=False, numbers=(), name=" ".join(words[3:]))
     if verb[:1] == ["deny"] and len(words) > 2 and words[2].isdigit():
         reason = text.split(None, 3)[3] if len(words) > 3 else ""
         return Decision(deny=True, numbers=(int(words[2]),), reason=reason.strip())
     return None
 
 
+_NAMED_ROOM = re.compile(
+    rf"^\s*{re.escape(COMMAND_PREFIX)}\s+(?P<room>.+?):\s*(?P<rest>(?:let\s+in|deny|help)\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def command_room(text: str) -> tuple[str, str]:
+    """The call room a command names (``!guests Team call: let in 2``: "Team call"; "" if it
+    names none) and the command without it (``!guests let in 2``)."""
+    named = _NAMED_ROOM.match(text)
+    if named is None:
+        return "", text
+    return named["room"].strip(), f"{COMMAND_PREFIX} {named['rest'].strip()}"
+
+
 def command_help() -> str:
     return gettext(
         'GuestGate understands "!guests let in 2" (or several numbers: "!guests let in 2 5"), '
-        '"!guests let in all" and "!guests deny 2 <reason>", the numbers being those of the '
-        "waiting notice; or react to the notice with a guest's number, or with ✅ for "
-        "everyone listed."
+        '"!guests let in all", "!guests let in <name>" and "!guests deny 2 <reason>", the '
+        "numbers being those of the waiting notice; or react to the notice with a guest's "
+        "number, or with ✅ for everyone listed. Where several call rooms post their "
+        'notices, reply to the notice with the command or name the room: "!guests Team '
+        'call: let in 2".'
     )
 
 
@@ -527,35 +641,87 @@ def moderator_event_apply(event: MembershipEvent) -> None:
     """Act on a stored reaction or command (inside the applier's transaction): claim the
     decisions, queue their Matrix side after commit, answer the sender when nothing could be
     done for them."""
-    room = call_room_answered_in(event.room_id)
-    if room is None:
+    served = call_rooms_answered_in(event.room_id)
+    if not served:
         return
-    with translation.override(settings.LANGUAGE_CODE):
-        if event.type == "m.reaction":
-            decision = reaction_decision(event.body)
-            if decision is None:
-                return
-        else:
-            decision = command_decision(event.body)
-            if decision is None:
-                _reply(room, event, command_help())
-                return
-        answer = _decide(room, event, decision)
+    named = ""
+    if event.type == "m.reaction":
+        decision = reaction_decision(event.body)
+        if decision is None:
+            return
+        room: CallRoom | None = _with_open_notice(served, event.relates_to) or served[0]
+        notice_event = event.relates_to
+    else:
+        named, command = command_room(event.body)
+        decision = command_decision(command)
+        replied = _with_open_notice(served, event.relates_to)
+        room = _named_room(served, named) if named else replied or _only(served)
+        notice_event = event.relates_to if replied is not None and replied == room else ""
+    if decision is None or room is None:
+        with translation.override(notice_language(room or served[0])):
+            _reply(served[0], event, _not_understood(served, named, decision is None))
+        return
+    with translation.override(notice_language(room)):
+        answer = _decide(room, event, decision, notice_event)
     if answer:
         _reply(room, event, answer)
     waiting_notice_soon(room.room_id)
 
 
-def call_room_answered_in(room_id: str) -> CallRoom | None:
-    """The call room whose queue a reaction or command in this Matrix room acts on: the call
-    room itself, or the call room whose notice its admins sent to this room (one at most:
-    ``notice_room_set``)."""
+def call_rooms_answered_in(room_id: str) -> list[CallRoom]:
+    """The call rooms whose queues a reaction or command in this Matrix room may act on: the
+    call room itself, or the call rooms whose notices their admins sent to this room."""
     room = CallRoom.objects.filter(room_id=room_id).first()
-    return room or CallRoom.objects.filter(notice_room_id=room_id).first()
+    if room is not None:
+        return [room]
+    return list(CallRoom.objects.filter(notice_room_id=room_id).order_by("pk"))
 
 
-def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
-    """Claim what the sender asked for; what to tell them ("" when all went as asked)."""
+def _with_open_notice(rooms: list[CallRoom], event_id: str) -> CallRoom | None:
+    """The room whose open notice is that event (a reaction's or a reply's target)."""
+    if not event_id:
+        return None
+    pks = {room.pk for room in rooms}
+    notice = WaitingNotice.objects.filter(event_id=event_id, room_id__in=pks).first()
+    return next((room for room in rooms if notice and room.pk == notice.room_id), None)
+
+
+def _named_room(rooms: list[CallRoom], named: str) -> CallRoom | None:
+    wanted = named.casefold()
+    return next(
+        (room for room in rooms if wanted in (room.name.casefold(), room.room_id.casefold())),
+        None,
+    )
+
+
+def _only(rooms: list[CallRoom]) -> CallRoom | None:
+    return rooms[0] if len(rooms) == 1 else None
+
+
+def _command_name(room: CallRoom) -> str:
+    """How a command names the room: its name, else its id."""
+    return room.name or room.room_id
+
+
+def _not_understood(rooms: list[CallRoom], named: str, no_command: bool) -> str:
+    """The answer to a command that is none, or whose call room is unclear."""
+    if no_command:
+        return command_help()
+    names = ", ".join(_command_name(room) for room in rooms)
+    if named:
+        return gettext(
+            "No call room called %(named)s posts its notice here; these do: %(names)s."
+        ) % {"named": named, "names": names}
+    return gettext(
+        "Several call rooms post their notices here (%(names)s): reply to the notice of the "
+        'one you mean with your command, or name it: "!guests %(first)s: let in 2".'
+    ) % {"names": names, "first": _command_name(rooms[0])}
+
+
+def _decide(room: CallRoom, event: MembershipEvent, decision: Decision, notice_event: str) -> str:
+    """Claim what the sender asked for; what to tell them ("" when all went as asked).
+    ``notice_event``: the notice the sender answered (reacted or replied to), else "": the
+    open one, if the sender wrote after it was sent."""
     moderator = event.sender
     if not _may(room, moderator, deny=decision.deny):
         need = gettext("to remove people") if decision.deny else gettext("to invite people")
@@ -563,13 +729,21 @@ def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
             "%(who)s: only a moderator of this room can do that (it needs the power %(need)s)."
         ) % {"who": moderator, "need": need}
     notice = WaitingNotice.objects.filter(room=room).exclude(event_id="").first()
-    if notice is not None and event.relates_to and event.relates_to != notice.event_id:
-        notice = None  # a reaction to a notice closed since: its numbers are not today's
+    if notice_event and (notice is None or notice.event_id != notice_event):
+        return gettext(
+            "That list is closed: its numbers are not those of today's queue. Answer the "
+            "newest notice."
+        )
+    sent = event.origin_server_ts
+    if not notice_event and notice is not None and sent is not None and sent < notice.opened_ts:
+        return gettext(
+            "A new list was posted after you wrote, with numbers of its own: look at it and "
+            "write again."
+        )
     listed = {number: pk for number, pk in notice.guests} if notice is not None else {}
-    numbers = sorted(listed) if decision.numbers is None else list(decision.numbers)
-    if not numbers:
+    numbers, problems = _numbers(listed, decision)
+    if not numbers and not problems:
         return gettext("Nobody is waiting.")
-    problems = []
     for number in numbers:
         pk = listed.get(number)
         if pk is None:
@@ -577,6 +751,30 @@ def _decide(room: CallRoom, event: MembershipEvent, decision: Decision) -> str:
         elif not _claim(pk, moderator, decision):
             problems.append(gettext("Guest number %(n)d was already handled.") % {"n": number})
     return " ".join(problems)
+
+
+def _numbers(listed: dict[int, int], decision: Decision) -> tuple[list[int], list[str]]:
+    """The notice's numbers a decision means, and why it means none when it names a guest
+    that no one, or more than one, listed is called."""
+    if decision.numbers is None:
+        return sorted(listed), []
+    if not decision.name:
+        return list(decision.numbers), []
+    names = dict(
+        JoinRequest.objects.filter(pk__in=listed.values()).values_list("pk", "display_name")
+    )
+    wanted = decision.name.casefold()
+    called = {number: names.get(pk, "").casefold() for number, pk in listed.items()}
+    exact = sorted(number for number, name in called.items() if name == wanted)
+    found = exact or sorted(number for number, name in called.items() if name.startswith(wanted))
+    if len(found) == 1:
+        return found, []
+    if not found:
+        return [], [gettext("No guest called %(name)s is waiting.") % {"name": decision.name}]
+    return [], [
+        gettext("Several guests waiting are called %(name)s (%(numbers)s): write the number.")
+        % {"name": decision.name, "numbers": ", ".join(str(number) for number in found)}
+    ]
 
 
 def _may(room: CallRoom, matrix_id: str, *, deny: bool) -> bool:

@@ -14,7 +14,7 @@ from matrix import MatrixError
 from rooms.call_rooms import RoomNotCreated, call_room_create, call_room_set_policy
 from rooms.forms import NewRoomForm, RoomSettingsForm
 from rooms.invite_links import invite_link_create
-from rooms.notices import notice_room_set
+from rooms.notices import notice_language_set, notice_room_set
 from rooms.permissions import actor_name, matrix_id_of, may_create_call_rooms, room_for
 
 
@@ -56,8 +56,8 @@ def room_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def room_settings(request: HttpRequest, pk: int) -> HttpResponse:
-    """The room's default retention policy and the room of its waiting notice, chosen by the
-    room's admins (those who may change its power levels)."""
+    """The room's default retention policy, the room and language of its waiting notice,
+    chosen by the room's admins (those who may change its power levels)."""
     room, rights = room_for(request, pk)
     if not rights.change_settings:
         return render(
@@ -65,7 +65,11 @@ def room_settings(request: HttpRequest, pk: int) -> HttpResponse:
         )
     form = RoomSettingsForm(
         request.POST or None,
-        initial={"retention_policy": room.retention_policy, "notice_room": room.notice_room_id},
+        initial={
+            "retention_policy": room.retention_policy,
+            "notice_room": room.notice_room_id,
+            "notice_language": room.notice_language,
+        },
     )
     if request.method == "POST" and form.is_valid():
         try:  # checked on main first: a refused room saves nothing
@@ -74,6 +78,7 @@ def room_settings(request: HttpRequest, pk: int) -> HttpResponse:
             form.add_error("notice_room", refused.message)
         else:
             call_room_set_policy(room, form.cleaned_data["retention_policy"])
+            notice_language_set(room, form.cleaned_data["notice_language"])
             messages.success(request, gettext("The room's settings are saved."))
             return redirect("moderator-room-settings", pk=room.pk)
     return render(

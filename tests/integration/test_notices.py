@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from devtools.localpair import LocalPair
-from matrix import MatrixClient, RoomEvent
+from matrix import CALL_MEMBER_EVENT, MatrixClient, RoomEvent
+from rooms.call_rooms import call_room_register
+from rooms.invite_links import invite_link_create
 from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent, WaitingNotice
 from rooms.notices import refresh_waiting_notices, waiting_notice_refresh
 from tests.conftest import Person
@@ -430,3 +432,181 @@ def test_the_notice_goes_to_the_moderators_room_where_reactions_act_with_call_ro
         lambda t: "Nobody is waiting" in t,
         "the closed notice",
     )
+
+
+# -- The notice's language, a moderators' room for several call rooms, more than 9 guests ----
+
+
+def test_a_room_set_to_german_gets_a_german_notice_and_german_answers(
+    guestgate_web: str,
+    mona: ModeratorBrowser,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    homeserver_pair: LocalPair,
+) -> None:
+    waiting_guests(guestgate_web, invite_token, "Alice")
+    notice = open_notice(call_room)
+    assert "1 guest is waiting" in notice_text(moderator.client, call_room.room_id, notice)
+
+    saved = mona.post(f"/moderator/rooms/{call_room.pk}/settings", notice_language="de")
+    assert saved.status_code == 302
+    assert CallRoom.objects.get(pk=call_room.pk).notice_language == "de"
+
+    text = wait_for_text(
+        moderator.client,
+        call_room.room_id,
+        notice,
+        lambda t: "1 Gast wartet darauf, Team call beizutreten:" in t,
+        "the open notice edited into German",
+    )
+    assert "1. Alice (Guest)" in text
+    waiting_guests(guestgate_web, invite_token, "Bob")
+    text = wait_for_text(
+        moderator.client, call_room.room_id, notice, lambda t: "2. Bob" in t, "Bob listed"
+    )
+    assert "2 Gäste warten darauf, Team call beizutreten:" in text
+    assert "Reagieren Sie mit der Nummer eines Gastes" in text
+    moderator.client.send_event(
+        call_room.room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "!guests dance"},
+        txn_id=txn(),
+    )
+    answer = bot_reply_to(
+        moderator.client, call_room.room_id, bot_id(homeserver_pair), moderator.user_id
+    )
+    assert answer.content["body"].startswith("GuestGate versteht")
+
+
+@pytest.fixture
+def review_room(
+    homeserver_pair: LocalPair, moderator: Person, main_bot: MatrixClient
+) -> tuple[CallRoom, str]:
+    """A second call room of Mona's, "Review", registered and ready, and its invite token."""
+    bot = bot_id(homeserver_pair)
+    room_id = moderator.client.create_room(
+        name="Review",
+        join_rule="knock",
+        invite=[bot],
+        power_level_users={bot: 50},
+        power_level_events={CALL_MEMBER_EVENT: 0},
+    )
+    main_bot.join(room_id, via=[homeserver_pair.main.server_name])
+    room = call_room_register(room=room_id, registered_by=moderator.user_id)
+    assert room.status == CallRoom.Status.READY, room.problems
+    return room, invite_link_create(room=room, created_by=moderator.user_id).token
+
+
+def test_two_call_rooms_share_a_moderators_room_each_with_its_own_notice(
+    guestgate_web: str,
+    mona: ModeratorBrowser,
+    invite_token: str,
+    call_room: CallRoom,
+    review_room: tuple[CallRoom, str],
+    moderator: Person,
+    moderators_room: str,
+    homeserver_pair: LocalPair,
+) -> None:
+    review, review_token = review_room
+    assert settings_saved(mona, call_room, moderators_room) == ""
+    assert settings_saved(mona, review, moderators_room) == ""
+    alice, carol = waiting_guests(guestgate_web, invite_token, "Alice", "Carol")
+    (bob,) = waiting_guests(guestgate_web, review_token, "Bob")
+
+    team_notice, review_notice = open_notice(call_room), open_notice(review)
+    assert team_notice != review_notice
+    wait_for_text(
+        moderator.client,
+        moderators_room,
+        team_notice,
+        lambda t: "2 guests are waiting to join Team call:" in t and "2. Carol" in t,
+        "the Team call's notice",
+    )
+    review_text = wait_for_text(
+        moderator.client,
+        moderators_room,
+        review_notice,
+        lambda t: "1 guest is waiting to join Review:" in t,
+        "the Review's notice",
+    )
+    assert "1. Bob (Guest)" in review_text and "Alice" not in review_text
+    assert '"!guests Review: let in 2"' in review_text
+
+    def say(body: str, reply_to: str = "") -> str:
+        content: dict[str, object] = {"msgtype": "m.text", "body": body}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return moderator.client.send_event(moderators_room, "m.room.message", content, txn_id=txn())
+
+    # Number 1 of the Review's notice is Bob, not Alice.
+    moderator.client.send_reaction(moderators_room, review_notice, ONE, txn_id=txn())
+    wait_for(lambda: status_of(bob) == JoinRequest.Status.JOINED, what="Bob joined")
+    assert status_of(alice) == JoinRequest.Status.WAITING
+
+    # Which room's number 1? The bot asks, and nobody is let in.
+    say("!guests let in 1")
+    answer = bot_reply_to(
+        moderator.client, moderators_room, bot_id(homeserver_pair), moderator.user_id
+    )
+    assert "Several call rooms post their notices here" in answer.content["body"]
+    assert JoinRequest.objects.get(pk=alice.pk).decided_by == ""
+
+    say("!guests let in 2", reply_to=team_notice)
+    wait_for(lambda: status_of(carol) == JoinRequest.Status.JOINED, what="Carol joined")
+    say("!guests team call: let in 1")
+    wait_for(lambda: status_of(alice) == JoinRequest.Status.JOINED, what="Alice joined")
+    for notice in (team_notice, review_notice):
+        wait_for_text(
+            moderator.client, moderators_room, notice, lambda t: "Nobody is waiting" in t, "closed"
+        )
+
+
+def status_of(request: JoinRequest) -> str:
+    return JoinRequest.objects.get(pk=request.pk).status
+
+
+def test_eleven_guests_numbers_past_nine_by_command_and_reactions_reach_whom_was_seen(
+    guestgate_web: str,
+    mona: ModeratorBrowser,
+    invite_token: str,
+    call_room: CallRoom,
+    moderator: Person,
+    homeserver_pair: LocalPair,
+) -> None:
+    room_id = call_room.room_id
+    names = [f"Queue{n:02d}" for n in range(1, 12)]
+    guests = waiting_guests(guestgate_web, invite_token, *names)
+    notice = open_notice(call_room)
+    text = wait_for_text(
+        moderator.client, room_id, notice, lambda t: "11 guests are waiting" in t, "all eleven"
+    )
+    assert "11. Queue11 (Guest)" in text
+    # main's time of the notice, which a command written before it is compared with
+    posted = moderator.client.event(room_id, notice).origin_server_ts
+    assert WaitingNotice.objects.get(room=call_room).opened_ts == posted
+    assert '"!guests let in 10" or "!guests let in <name>"' in text
+
+    # Guest 1 is let in on the dashboard; the notice is edited, the others keep their numbers.
+    mona.post(f"/moderator/requests/{guests[0].pk}/approve")
+    wait_for_text(
+        moderator.client, room_id, notice, lambda t: "10 guests are waiting" in t, "one fewer"
+    )
+    moderator.client.send_reaction(room_id, notice, TWO, txn_id=txn())
+    wait_for(lambda: status_of(guests[1]) == JoinRequest.Status.JOINED, what="Queue02 joined")
+    assert status_of(guests[2]) == JoinRequest.Status.WAITING  # not the second in line now
+
+    moderator.client.send_reaction(room_id, notice, ONE, txn_id=txn())
+    answer = bot_reply_to(moderator.client, room_id, bot_id(homeserver_pair), moderator.user_id)
+    # (Refused either way: off the list, or, if the reaction beat the edit's record, handled.)
+    assert re.search(
+        r"No guest number 1 is waiting|Guest number 1 was already handled", answer.content["body"]
+    )
+
+    for body in ("!guests let in 11", "!guests let in queue10"):
+        moderator.client.send_event(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}, txn_id=txn()
+        )
+    wait_for(lambda: status_of(guests[10]) == JoinRequest.Status.JOINED, what="Queue11 joined")
+    wait_for(lambda: status_of(guests[9]) == JoinRequest.Status.JOINED, what="Queue10 joined")
+    assert [status_of(guest) for guest in guests[2:9]] == [JoinRequest.Status.WAITING] * 7

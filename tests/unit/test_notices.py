@@ -10,16 +10,20 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from matrix import RoomEvent
 from rooms.models import CallRoom, JoinRequest, MembershipEvent, WaitingNotice
 from rooms.notices import (
     Decision,
+    NoticeRoomRefused,
     Waiting,
     command_decision,
+    command_room,
     moderator_event_apply,
     moderator_event_rows,
+    notice_language,
+    notice_room_set,
     notice_text,
     numbered,
     reaction_decision,
@@ -56,13 +60,30 @@ def test_guests_keep_their_numbers_and_a_number_is_never_given_twice() -> None:
         ),
         ("!guests", None),
         ("!guests let in", None),
-        ("!guests let in Alice", None),
+        ("!guests let in 12", Decision(deny=False, numbers=(12,))),
+        ("!guests let in Alice Smith", Decision(deny=False, numbers=(), name="Alice Smith")),
         ("!guests deny Alice", None),
         ("!guests dance", None),
     ],
 )
 def test_commands_mean_what_the_help_says(text: str, decision: Decision | None) -> None:
     assert command_decision(text) == decision
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("!guests Team call: let in 2", ("Team call", "!guests let in 2")),
+        (
+            "!guests !AbC:main.test: deny 2 Sorry: full",
+            ("!AbC:main.test", "!guests deny 2 Sorry: full"),
+        ),
+        ("!guests deny 2 Reason: none", ("", "!guests deny 2 Reason: none")),
+        ("!guests let in 2", ("", "!guests let in 2")),
+    ],
+)
+def test_a_command_may_name_its_call_room_before_a_colon(text: str, named: tuple[str, str]) -> None:
+    assert command_room(text) == named
 
 
 @pytest.mark.parametrize(
@@ -269,3 +290,168 @@ def test_changes_of_the_queue_queue_one_refresh_until_it_runs(
         waiting_notice_soon("!not_a_call_room")
 
     assert len(queued) == 1
+
+
+def test_numbers_past_nine_are_reached_by_command_and_the_notice_says_how(
+    room: CallRoom,
+) -> None:
+    now = timezone.now()
+    waiting = [Waiting(pk, f"Guest {pk}", now) for pk in range(1, 12)]
+    guests = [[pk, pk] for pk in range(1, 12)]
+
+    text, html = notice_text(room, guests, waiting, now)
+    few, _ = notice_text(room, guests[:9], waiting[:9], now)
+
+    assert '"!guests let in 10" or "!guests let in <name>"' in text
+    assert "!guests let in 10" in html
+    assert "Numbers past 9" not in few
+
+
+def test_the_notice_is_in_the_rooms_language(room: CallRoom) -> None:
+    room.notice_language = "de"
+    now = timezone.now()
+
+    with translation.override(notice_language(room)):
+        text, _ = notice_text(room, [[1, 7]], [Waiting(7, "Eva", now)], now)
+
+    assert text.startswith("1 Gast wartet darauf, Team call beizutreten:")
+
+
+def guest_in(room: CallRoom, name: str) -> JoinRequest:
+    return JoinRequest.objects.create(
+        public_id=uuid.uuid4(),
+        room=room,
+        user_id=f"@guest_{uuid.uuid4().hex[:8]}:guest.test",
+        display_name=name,
+        status=Status.WAITING,
+    )
+
+
+def test_a_command_by_name_lets_in_the_one_guest_so_called(
+    room: CallRoom, two_waiting: list[JoinRequest]
+) -> None:
+    ann_b = guest_in(room, "Ann Berg")
+    WaitingNotice.objects.filter(room=room).update(
+        guests=[[1, two_waiting[0].pk], [2, two_waiting[1].pk], [12, ann_b.pk]]
+    )
+
+    moderator_event_apply(stored(room, "m.room.message", "!guests let in an", MODERATOR))
+    moderator_event_apply(stored(room, "m.room.message", "!guests let in bob", MODERATOR))
+    moderator_event_apply(stored(room, "m.room.message", "!guests let in Ann Berg", MODERATOR))
+
+    ann, bob = (JoinRequest.objects.get(pk=r.pk) for r in two_waiting)
+    assert (ann.decided_by, bob.decided_by) == ("", MODERATOR)  # "an": Ann or Ann Berg?
+    assert JoinRequest.objects.get(pk=ann_b.pk).decided_by == MODERATOR
+
+
+def test_a_command_written_before_the_open_notice_was_posted_claims_nobody(
+    room: CallRoom, two_waiting: list[JoinRequest]
+) -> None:
+    WaitingNotice.objects.filter(room=room).update(opened_ts=2_000)
+    early = stored(room, "m.room.message", "!guests let in 1", MODERATOR)
+    early.origin_server_ts = 1_999
+    late = stored(room, "m.room.message", "!guests let in 2", MODERATOR)
+    late.origin_server_ts = 2_001
+
+    moderator_event_apply(early)
+    moderator_event_apply(late)
+
+    ann, bob = (JoinRequest.objects.get(pk=r.pk) for r in two_waiting)
+    assert (ann.decided_by, bob.decided_by) == ("", MODERATOR)
+
+
+MODS = "!moderators:main.test"
+
+
+@pytest.fixture
+def two_rooms_one_notice_room(make_room: Any) -> tuple[CallRoom, CallRoom]:
+    """Two call rooms posting in one moderators' room, one guest waiting in each, as
+    number 1 of each notice."""
+    team = make_room(room_id="!team:main.test", name="Team call", notice_room_id=MODS)
+    review = make_room(room_id="!review:main.test", name="Review", notice_room_id=MODS)
+    for room, name in ((team, "Ann"), (review, "Bob")):
+        guest = guest_in(room, name)
+        WaitingNotice.objects.create(room=room, event_id=f"$notice_{name}", guests=[[1, guest.pk]])
+    return team, review
+
+
+def in_moderators_room(
+    body: str, *, relates_to: str = "", event_type: str = "m.room.message"
+) -> MembershipEvent:
+    return MembershipEvent.objects.create(
+        event_id=f"${uuid.uuid4().hex}",
+        room_id=MODS,
+        type=event_type,
+        user_id=MODERATOR,
+        sender=MODERATOR,
+        relates_to=relates_to,
+        body=body,
+    )
+
+
+def decided() -> dict[str, str]:
+    return dict(JoinRequest.objects.values_list("display_name", "decided_by"))
+
+
+def test_in_a_shared_moderators_room_a_reaction_acts_on_its_notices_call_room(
+    two_rooms_one_notice_room: tuple[CallRoom, CallRoom],
+) -> None:
+    moderator_event_apply(
+        in_moderators_room("1\ufe0f\u20e3", relates_to="$notice_Bob", event_type="m.reaction")
+    )
+
+    assert decided() == {"Ann": "", "Bob": MODERATOR}
+
+
+def test_in_a_shared_moderators_room_a_command_must_name_the_room_or_reply_to_its_notice(
+    two_rooms_one_notice_room: tuple[CallRoom, CallRoom],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks() as queued:
+        moderator_event_apply(in_moderators_room("!guests let in 1"))
+    assert decided() == {"Ann": "", "Bob": ""}
+    assert len(queued) == 1  # the answer saying how to name the room
+
+    moderator_event_apply(in_moderators_room("!guests review: let in 1"))
+    assert decided() == {"Ann": "", "Bob": MODERATOR}
+
+    moderator_event_apply(in_moderators_room("!guests let in 1", relates_to="$notice_Ann"))
+    assert decided() == {"Ann": MODERATOR, "Bob": MODERATOR}
+
+
+def test_a_moderators_room_may_serve_several_call_rooms_but_not_be_one(
+    two_rooms_one_notice_room: tuple[CallRoom, CallRoom], make_room: Any
+) -> None:
+    team, _ = two_rooms_one_notice_room
+    third = make_room(room_id="!third:main.test", name="Third")
+
+    with pytest.raises(NoticeRoomRefused):
+        notice_room_set(third, team.room_id)
+
+
+def test_a_command_replying_with_the_quoting_fallback_is_read(room: CallRoom) -> None:
+    WaitingNotice.objects.create(room=room, event_id=NOTICE)
+    content: dict[str, object] = {
+        "msgtype": "m.text",
+        "body": "> <@bot:main.test> 2 guests are waiting\n\n!guests let in 2",
+        "m.relates_to": {"m.in_reply_to": {"event_id": NOTICE}},
+    }
+
+    (row,) = moderator_event_rows(
+        [event("m.room.message", content, room_id=room.room_id, sender=MODERATOR)]
+    )
+
+    assert (row.relates_to, row.body) == (NOTICE, "!guests let in 2")
+
+
+def test_a_call_room_leaving_a_shared_moderators_room_refreshes_the_notice_it_leaves_behind(
+    two_rooms_one_notice_room: tuple[CallRoom, CallRoom],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    team, _ = two_rooms_one_notice_room
+
+    with django_capture_on_commit_callbacks() as queued:
+        assert notice_room_set(team, "")
+
+    assert len(queued) == 2  # Team's notice moves; Review's need not name its room any more
+    assert WaitingNotice.objects.filter(due_at__isnull=False).count() == 2
