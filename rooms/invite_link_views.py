@@ -177,7 +177,7 @@ def link_policy(request: HttpRequest, pk: int) -> HttpResponse:
     invite_link = _own_link(request, pk)
     form = LinkPolicyForm(request.POST, room_policy=invite_link.room.retention_policy)
     if not form.is_valid():
-        messages.error(request, form.errors["retention_policy"][0])
+        messages.error(request, " ".join(str(error) for error in form.errors["retention_policy"]))
     elif invite_link_set_policy(
         invite_link, form.cleaned_data["retention_policy"], by=actor_name(request.user)
     ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,7 +55,7 @@ def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
         context.close()
 
 
-def desktop(browser: Browser, contexts: list[BrowserContext], **options: object) -> BrowserContext:
+def desktop(browser: Browser, contexts: list[BrowserContext], **options: Any) -> BrowserContext:
     context = browser.new_context(
         viewport={"width": 1100, "height": 900}, locale="en-GB", **options
     )

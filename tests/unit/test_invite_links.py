@@ -398,3 +398,23 @@ def test_another_moderator_may_not_undo_a_revocation_and_nothing_changes(
     assert list(AuditEntry.objects.values_list("action", "actor", "subject_name")) == [
         (AuditEntry.Action.LINK_REVOKED, MODERATOR, "Desk")
     ]
+
+
+def test_a_links_policy_change_is_audited_once_and_an_unknown_policy_changes_nothing(
+    mona: Client, room: CallRoom
+) -> None:
+    short = RetentionPolicy.objects.create(name="Short stay", account_lifetime=timedelta(hours=2))
+    new = invite_link_create(room=room, created_by=MODERATOR, label="Desk")
+
+    refused = mona.post(
+        f"/moderator/links/{new.link.pk}/policy", {"retention_policy": "99999"}, follow=True
+    )
+    assert "Select a valid choice." in refused.content.decode()
+    for _twice in range(2):  # the second time it is that already: nothing to record
+        mona.post(f"/moderator/links/{new.link.pk}/policy", {"retention_policy": short.pk})
+
+    new.link.refresh_from_db()
+    assert new.link.retention_policy == short
+    assert list(AuditEntry.objects.values_list("action", "actor", "subject_name")) == [
+        (AuditEntry.Action.POLICY_CHANGED, MODERATOR, "Desk")
+    ]
