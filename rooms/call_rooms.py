@@ -157,7 +157,7 @@ def call_room_set_policy(call_room: CallRoom, policy: RetentionPolicy | None, *,
     the change at the next sweep."""
     with transaction.atomic():
         current = (
-            CallRoom.objects.select_for_update()
+            CallRoom.objects.select_for_update(of=("self",))
             .select_related("retention_policy")
             .get(pk=call_room.pk)
         )

@@ -216,7 +216,7 @@ def invite_link_set_policy(link: InviteLink, policy: RetentionPolicy | None, *, 
     that already. Guests who came through it follow at the next sweep."""
     with transaction.atomic():
         current = (
-            InviteLink.objects.select_for_update()
+            InviteLink.objects.select_for_update(of=("self",))
             .select_related("retention_policy", "room__retention_policy")
             .get(pk=link.pk)
         )
