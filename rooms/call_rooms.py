@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts.models import RetentionPolicy
+from accounts.services import default_policy
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying
@@ -178,10 +179,7 @@ def call_room_set_policy(call_room: CallRoom, policy: RetentionPolicy | None, *,
 
 def _policy_name(policy: RetentionPolicy | None) -> str:
     """A room's policy as the audit log names it; the default one, in brackets, when none."""
-    if policy is None:
-        policy = RetentionPolicy.objects.filter(is_default=True).first()
-        return f"({policy.name if policy else '-'})"
-    return policy.name
+    return policy.name if policy is not None else f"({default_policy().name})"
 
 
 def call_room_recheck(call_room: CallRoom) -> CallRoom:

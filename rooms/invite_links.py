@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
 from accounts.models import RetentionPolicy
+from accounts.services import default_policy
 from guestgate.crypto import (
     UndecryptableSecret,
     decrypt,
@@ -238,8 +239,7 @@ def _policy_name(policy: RetentionPolicy | None, *, room: CallRoom) -> str:
     """A link's policy as the audit log names it; the room's, in brackets, when it has none."""
     if policy is not None:
         return policy.name
-    room_policy = room.retention_policy or RetentionPolicy.objects.filter(is_default=True).first()
-    return f"({room_policy.name if room_policy else '-'})"
+    return f"({(room.retention_policy or default_policy()).name})"
 
 
 def invite_link_undo_possible(link: InviteLink) -> bool:
