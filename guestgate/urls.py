@@ -61,6 +61,11 @@ urlpatterns = [
         invite_link_views.restore,
         name="moderator-link-restore",
     ),
+    path(
+        "moderator/links/<int:pk>/policy",
+        invite_link_views.link_policy,
+        name="moderator-link-policy",
+    ),
     path("moderator/links/<int:pk>/qr.<str:kind>", invite_link_views.qr, name="moderator-link-qr"),
     path("moderator/links/<int:pk>/poster", invite_link_views.poster, name="moderator-link-poster"),
     path("moderator/requests/<int:pk>/approve", dashboard_views.approve, name="moderator-approve"),

@@ -382,7 +382,7 @@ class RevokeInviteLink(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         link = _own_link(request, pk)
-        invite_link_revoke(link)
+        invite_link_revoke(link, by=actor_name(request.user))
         link.refresh_from_db()
         return Response(InviteLinkOutput(link).data)
 

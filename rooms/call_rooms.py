@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts.models import RetentionPolicy
+from accounts.services import default_policy
 from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying
@@ -32,7 +34,7 @@ from rooms.call_levels import (
     power_levels_letting_guests_join,
 )
 from rooms.messages import room_problem
-from rooms.models import CallRoom
+from rooms.models import AuditEntry, CallRoom
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +152,34 @@ def call_room_create(*, name: str, topic: str, admin: str) -> CallRoom:
     return _save(room_id, check, registered_by=admin)
 
 
-def call_room_set_policy(call_room: CallRoom, policy: RetentionPolicy | None) -> None:
-    """The room's default retention policy (None: the default policy). Links naming a policy
-    of their own keep it; accounts follow the change at the next sweep."""
-    CallRoom.objects.filter(pk=call_room.pk).update(retention_policy=policy)
+def call_room_set_policy(call_room: CallRoom, policy: RetentionPolicy | None, *, by: str) -> bool:
+    """The room's default retention policy (None: the default policy), audited as ``by``'s;
+    False if it was that already. Links naming a policy of their own keep it; accounts follow
+    the change at the next sweep."""
+    with transaction.atomic():
+        current = (
+            CallRoom.objects.select_for_update(of=("self",))
+            .select_related("retention_policy")
+            .get(pk=call_room.pk)
+        )
+        if current.retention_policy_id == (policy.pk if policy else None):
+            return False
+        CallRoom.objects.filter(pk=call_room.pk).update(retention_policy=policy)
+        AuditEntry.objects.create(
+            room=current,
+            action=AuditEntry.Action.POLICY_CHANGED,
+            actor=by,
+            subject=current.room_id,
+            subject_name=str(current),
+            reason=f"{_policy_name(current.retention_policy)} → {_policy_name(policy)}",
+        )
     call_room.retention_policy = policy
+    return True
+
+
+def _policy_name(policy: RetentionPolicy | None) -> str:
+    """A room's policy as the audit log names it; the default one, in brackets, when none."""
+    return policy.name if policy is not None else f"({default_policy().name})"
 
 
 def call_room_recheck(call_room: CallRoom) -> CallRoom:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
@@ -75,6 +76,21 @@ def _policy_field(*, empty_label: str, help_text: str) -> PolicyChoiceField:
     )
 
 
+UTC = ZoneInfo("UTC")
+
+
+def viewer_time_zone(name: str) -> ZoneInfo:
+    """The time zone a browser said it is in (an IANA name, e.g. "Europe/Berlin"); UTC when it
+    said nothing or something zoneinfo does not know."""
+    name = name.strip()
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
 class NewLinkForm(forms.Form):
     """A new invite link: its expiry as a duration ("2h", "1d") or a date and time."""
 
@@ -99,7 +115,15 @@ class NewLinkForm(forms.Form):
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
-        help_text=gettext_lazy("Date and time in UTC."),
+        help_text=gettext_lazy(
+            "In your time zone (UTC when your browser does not say which). The link's page "
+            "confirms the moment."
+        ),
+    )
+    # The browser's time zone (static/guestgate/timezone.js fills it); empty, unknown or too
+    # long: UTC (never an error: the field is hidden, nobody could mend it).
+    time_zone = forms.CharField(
+        required=False, widget=forms.HiddenInput(attrs={"data-time-zone": ""})
     )
     max_uses = forms.IntegerField(
         label=gettext_lazy("Maximum number of guests"),
@@ -122,9 +146,16 @@ class NewLinkForm(forms.Form):
             help_text=gettext("How long guests' accounts last, and the mark added to their names."),
         )
 
+    def clean_time_zone(self) -> ZoneInfo:
+        return viewer_time_zone(self.cleaned_data.get("time_zone", ""))
+
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}
         expires_in, expires_at = cleaned.get("expires_in"), cleaned.get("expires_at")
+        if expires_at is not None:  # read as typed where the moderator is, not in UTC
+            zone = cleaned.get("time_zone") or UTC
+            typed = timezone.make_naive(expires_at, timezone.get_current_timezone())
+            cleaned["expires_at"] = expires_at = timezone.make_aware(typed, zone)
         if expires_in and expires_at:
             self.add_error(
                 "expires_at", gettext("Give either a duration or a date and time, not both.")
@@ -141,6 +172,21 @@ class NewLinkForm(forms.Form):
             return timezone.now() + expires_in
         expires_at: datetime | None = self.cleaned_data.get("expires_at")
         return expires_at
+
+
+class LinkPolicyForm(forms.Form):
+    """A link's retention policy, changed after it is made."""
+
+    def __init__(self, *args: Any, room_policy: RetentionPolicy | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["retention_policy"] = _policy_field(
+            empty_label=gettext("The room's policy (%(policy)s)")
+            % {"policy": (room_policy or _default_policy()).name},
+            help_text=gettext(
+                "For guests who come through this link: how long their accounts last, and the "
+                "mark added to their names. A change applies at the next sweep (within a minute)."
+            ),
+        )
 
 
 #: Longest room name and topic GuestGate sends to main (a name is shown in every client's list).

@@ -15,36 +15,58 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms.forms import NewLinkForm
+from rooms.forms import LinkPolicyForm, NewLinkForm
 from rooms.invite_links import (
     REVOKE_UNDO_WINDOW,
+    RevokeNotUndone,
     grouped,
     invite_link_create,
+    invite_link_may_undo,
     invite_link_restore,
     invite_link_revoke,
+    invite_link_set_policy,
     invite_link_state,
     invite_link_token,
     invite_url,
 )
 from rooms.models import CallRoom, InviteLink
-from rooms.permissions import actor_name, room_for
+from rooms.permissions import RoomRights, actor_name, room_for
 from rooms.qr_codes import qr_png, qr_svg
 from rooms.selectors import room_invite_links
 
 POSTER_TEXT_MAX = 300
 
 
-def _links_room(request: HttpRequest, pk: int) -> CallRoom:
+def _links_room(request: HttpRequest, pk: int) -> tuple[CallRoom, RoomRights]:
     room, rights = room_for(request, pk)
     if not rights.approve:
         raise Http404("invite links need the power to invite")
-    return room
+    return room, rights
 
 
 def _own_link(request: HttpRequest, pk: int) -> InviteLink:
-    link = get_object_or_404(InviteLink.objects.select_related("room"), pk=pk)
-    _links_room(request, link.room_id)
-    return link
+    return _own_link_and_rights(request, pk)[0]
+
+
+def _own_link_and_rights(request: HttpRequest, pk: int) -> tuple[InviteLink, RoomRights]:
+    link = get_object_or_404(
+        InviteLink.objects.select_related("room", "room__retention_policy", "retention_policy"),
+        pk=pk,
+    )
+    return link, _links_room(request, link.room_id)[1]
+
+
+def _made(form: NewLinkForm) -> str:
+    """ "The link is made", with the moment it expires as the moderator typed it, in the time
+    zone it was read in (their browser's, or UTC), so a fallback to UTC never goes unseen."""
+    expires_at = form.cleaned_data["expires_at"]
+    if expires_at is None:
+        return gettext("The link is made.")
+    zone = form.cleaned_data["time_zone"]
+    return gettext("The link is made. It expires on %(when)s (%(zone)s time).") % {
+        "when": expires_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        "zone": zone.key,
+    }
 
 
 def _private(response: HttpResponse) -> HttpResponse:
@@ -56,7 +78,7 @@ def _private(response: HttpResponse) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def links(request: HttpRequest, pk: int) -> HttpResponse:
-    room = _links_room(request, pk)
+    room, rights = _links_room(request, pk)
     form = NewLinkForm(request.POST or None, room_policy=room.retention_policy)
     if request.method == "POST" and form.is_valid():
         new = invite_link_create(
@@ -68,9 +90,10 @@ def links(request: HttpRequest, pk: int) -> HttpResponse:
             expires_at=form.expiry,
             retention_policy=form.cleaned_data["retention_policy"],
         )
-        messages.success(request, gettext("The link is made."))
+        messages.success(request, _made(form))
         return redirect("moderator-link", pk=new.link.pk)
     summaries = room_invite_links(room)
+    actor = actor_name(request.user)
     return render(
         request,
         "moderator/links.html",
@@ -78,7 +101,11 @@ def links(request: HttpRequest, pk: int) -> HttpResponse:
             "room": room,
             "form": form,
             "links": summaries,
-            "just_revoked": [item.link for item in summaries if item.undo],
+            "just_revoked": [
+                (item.link, invite_link_may_undo(item.link, by=actor, room_admin=rights.admin))
+                for item in summaries
+                if item.undo
+            ],
             "undo_seconds": int(REVOKE_UNDO_WINDOW.total_seconds()),
         },
         status=400 if form.errors else 200,
@@ -96,6 +123,10 @@ def link(request: HttpRequest, pk: int) -> HttpResponse:
         "link": invite_link,
         "state": invite_link_state(invite_link),
         "token_kept": token is not None,
+        "policy_form": LinkPolicyForm(
+            initial={"retention_policy": invite_link.retention_policy},
+            room_policy=invite_link.room.retention_policy,
+        ),
     }
     if token is not None:
         url = invite_url(token)
@@ -119,24 +150,39 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
                 "undo_seconds": int(REVOKE_UNDO_WINDOW.total_seconds()),
             },
         )
-    invite_link_revoke(invite_link)  # the links page says so, with its "Undo" for a while
+    # The links page says so, with its "Undo" for a while.
+    invite_link_revoke(invite_link, by=actor_name(request.user))
     return redirect("moderator-links", pk=invite_link.room_id)
 
 
 @login_required
 @require_POST
 def restore(request: HttpRequest, pk: int) -> HttpResponse:
-    """Undo a revocation made moments ago: the same link works again."""
-    invite_link = _own_link(request, pk)
-    if invite_link_restore(invite_link):
-        messages.success(request, gettext("“%(link)s” works again.") % {"link": invite_link})
+    """Undo a revocation made moments ago: the same link works again. Only who revoked it, or
+    the room's admins, may."""
+    invite_link, rights = _own_link_and_rights(request, pk)
+    try:
+        invite_link_restore(invite_link, by=actor_name(request.user), room_admin=rights.admin)
+    except RevokeNotUndone as refused:
+        messages.error(request, refused.message)
     else:
-        messages.error(
-            request,
-            gettext("Too late to undo: “%(link)s” stays revoked. Make a new link instead.")
-            % {"link": invite_link},
-        )
+        messages.success(request, gettext("“%(link)s” works again.") % {"link": invite_link})
     return redirect("moderator-links", pk=invite_link.room_id)
+
+
+@login_required
+@require_POST
+def link_policy(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change the retention policy of the link's guests (audited)."""
+    invite_link = _own_link(request, pk)
+    form = LinkPolicyForm(request.POST, room_policy=invite_link.room.retention_policy)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(error) for error in form.errors["retention_policy"]))
+    elif invite_link_set_policy(
+        invite_link, form.cleaned_data["retention_policy"], by=actor_name(request.user)
+    ):
+        messages.success(request, gettext("The link's retention policy is changed."))
+    return redirect("moderator-link", pk=invite_link.pk)
 
 
 def _kept_token(invite_link: InviteLink) -> str:

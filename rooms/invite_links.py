@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
 from accounts.models import RetentionPolicy
+from accounts.services import default_policy
 from guestgate.crypto import (
     UndecryptableSecret,
     decrypt,
@@ -28,7 +30,7 @@ from guestgate.crypto import (
     token_hash,
 )
 from guestgate.errors import GuestGateError
-from rooms.models import CallRoom, InviteLink
+from rooms.models import AuditEntry, CallRoom, InviteLink
 
 #: How long after revoking a link its moderator may take that back ("Revoked. Undo").
 REVOKE_UNDO_WINDOW = timedelta(seconds=30)
@@ -150,23 +152,94 @@ def _refuse_if_unusable(link: InviteLink) -> None:
         raise _unusable(_ROOM_GONE)
 
 
-def invite_link_revoke(link: InviteLink) -> bool:
-    """Withdraw the link at once; True if this call revoked it."""
-    return (
-        InviteLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
+def _link_audit(link: InviteLink, action: str, *, actor: str, reason: str = "") -> None:
+    """The audit entry of a change to a link (call inside the change's transaction)."""
+    AuditEntry.objects.create(
+        room_id=link.room_id, action=action, actor=actor, subject_name=str(link), reason=reason
+    )
+
+
+def invite_link_revoke(link: InviteLink, *, by: str) -> bool:
+    """Withdraw the link at once, audited as ``by``'s; True if this call revoked it."""
+    with transaction.atomic():
+        revoked = (
+            InviteLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
+                revoked_at=timezone.now(), revoked_by=by
+            )
+            == 1
         )
-        == 1
-    )
+        if revoked:
+            _link_audit(link, AuditEntry.Action.LINK_REVOKED, actor=by)
+    return revoked
 
 
-def invite_link_restore(link: InviteLink) -> bool:
+class RevokeNotUndone(GuestGateError):
+    """Revoking a link was not taken back; ``code`` says why."""
+
+    status = 409
+
+
+def invite_link_restore(link: InviteLink, *, by: str, room_admin: bool) -> None:
     """Take back a revocation made less than ``REVOKE_UNDO_WINDOW`` ago: the same link (and
-    token, so posters already up) works again. False if it is too late or was not revoked."""
+    token, so posters already up) works again, audited as ``by``'s. Only the moderator who
+    revoked it may, or the room's admins (``room_admin``); anyone else, or too late, gets
+    RevokeNotUndone and nothing changes."""
     recent = timezone.now() - REVOKE_UNDO_WINDOW
-    return (
-        InviteLink.objects.filter(pk=link.pk, revoked_at__gte=recent).update(revoked_at=None) == 1
+    undoable = InviteLink.objects.filter(pk=link.pk, revoked_at__gte=recent)
+    with transaction.atomic():
+        if (undoable if room_admin else undoable.filter(revoked_by=by)).update(
+            revoked_at=None, revoked_by=""
+        ) == 1:
+            _link_audit(link, AuditEntry.Action.LINK_RESTORED, actor=by)
+            return
+    current = undoable.values_list("revoked_by", flat=True).first()
+    if current is not None:  # still in the window: someone else revoked it
+        raise RevokeNotUndone(
+            gettext("Only %(who)s, who revoked “%(link)s”, or the room's admins may undo that.")
+            % {"who": current or gettext("the moderator"), "link": link},
+            code="link.undo_not_yours",
+            status=403,
+        )
+    raise RevokeNotUndone(
+        gettext("Too late to undo: “%(link)s” stays revoked. Make a new link instead.")
+        % {"link": link},
+        code="link.undo_too_late",
     )
+
+
+def invite_link_may_undo(link: InviteLink, *, by: str, room_admin: bool) -> bool:
+    """Whether ``by`` may still take back the link's revocation (the page offers "Undo")."""
+    return invite_link_undo_possible(link) and (room_admin or link.revoked_by == by)
+
+
+def invite_link_set_policy(link: InviteLink, policy: RetentionPolicy | None, *, by: str) -> bool:
+    """The link's retention policy (None: the room's), audited as ``by``'s; False if it was
+    that already. Guests who came through it follow at the next sweep."""
+    with transaction.atomic():
+        current = (
+            InviteLink.objects.select_for_update(of=("self",))
+            .select_related("retention_policy", "room__retention_policy")
+            .get(pk=link.pk)
+        )
+        if current.retention_policy_id == (policy.pk if policy else None):
+            return False
+        InviteLink.objects.filter(pk=link.pk).update(retention_policy=policy)
+        _link_audit(
+            current,
+            AuditEntry.Action.POLICY_CHANGED,
+            actor=by,
+            reason=f"{_policy_name(current.retention_policy, room=current.room)} → "
+            f"{_policy_name(policy, room=current.room)}",
+        )
+    link.retention_policy = policy
+    return True
+
+
+def _policy_name(policy: RetentionPolicy | None, *, room: CallRoom) -> str:
+    """A link's policy as the audit log names it; the room's, in brackets, when it has none."""
+    if policy is not None:
+        return policy.name
+    return f"({(room.retention_policy or default_policy()).name})"
 
 
 def invite_link_undo_possible(link: InviteLink) -> bool:

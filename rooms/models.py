@@ -149,6 +149,8 @@ class InviteLink(models.Model):
     max_uses = models.PositiveIntegerField(null=True, blank=True)
     use_count = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Who revoked it (as in the audit log): they, or the room's admins, may undo it a while.
+    revoked_by = models.CharField(max_length=255, blank=True)
     created_by = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     retention_policy = models.ForeignKey(
@@ -327,6 +329,11 @@ class AuditEntry(models.Model):
         REMOVED = "removed", gettext_lazy("removed from the call")
         # A moderator's message to a waiting guest (rooms.announcements); ``reason``: the text.
         MESSAGED = "messaged", gettext_lazy("wrote to the waiting guest")
+        # Changes to the room and its links (no guest: ``subject_name`` names the link or the
+        # room; ``reason`` holds the policies' names, "old → new").
+        LINK_REVOKED = "link_revoked", gettext_lazy("invite link revoked")
+        LINK_RESTORED = "link_restored", gettext_lazy("revoking the invite link undone")
+        POLICY_CHANGED = "policy_changed", gettext_lazy("retention policy changed")
 
     room = models.ForeignKey(CallRoom, on_delete=models.CASCADE, related_name="audit_entries")
     join_request = models.ForeignKey(
@@ -335,7 +342,8 @@ class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=16, choices=Action.choices)
     actor = models.CharField(max_length=255)  # a Matrix id, or "GuestGate"
-    subject = models.CharField(max_length=255)  # the Matrix id of the person knocking
+    # The Matrix id of the person knocking; empty for a change to a link or the room.
+    subject = models.CharField(max_length=255, blank=True)
     subject_name = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     via_guestgate = models.BooleanField(default=True)  # False: decided in a Matrix client

@@ -36,6 +36,11 @@ class RoomRights:
     def see(self) -> bool:
         return self.approve
 
+    @property
+    def admin(self) -> bool:
+        """One of the room's admins (may change its power levels, so its settings)."""
+        return self.change_settings
+
 
 NONE = RoomRights(approve=False, deny=False, ban=False, set_join_rule=False)
 ALL = RoomRights(

@@ -77,7 +77,9 @@ def room_settings(request: HttpRequest, pk: int) -> HttpResponse:
         except (GuestGateError, MatrixError) as refused:
             form.add_error("notice_room", refused.message)
         else:
-            call_room_set_policy(room, form.cleaned_data["retention_policy"])
+            call_room_set_policy(
+                room, form.cleaned_data["retention_policy"], by=actor_name(request.user)
+            )
             notice_language_set(room, form.cleaned_data["notice_language"])
             messages.success(request, gettext("The room's settings are saved."))
             return redirect("moderator-room-settings", pk=room.pk)

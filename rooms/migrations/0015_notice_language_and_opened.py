@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rooms", "0011_join_request_announcement"),
+        ("rooms", "0014_link_audit_and_undo_rights"),
     ]
 
     operations = [

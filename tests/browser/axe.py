@@ -16,15 +16,20 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from tests.browser.screenshots import screenshot
+
+__all__ = ["SCREENS", "assert_accessible", "axe_context", "page_width", "screenshot"]
+
 AXE_SCRIPT = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
-#: Kept by CI as the test run's artefacts (and nothing else under var/).
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 SERIOUS = ("serious", "critical")
 
-#: The two screens every page is checked on.
+_PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+#: The screens every page is checked on: a phone and a desktop in the light scheme, and the
+#: phone in the dark one (base.css follows prefers-color-scheme; contrast is checked in both).
 SCREENS: dict[str, dict[str, Any]] = {
-    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
-    "desktop": {"viewport": {"width": 1280, "height": 900}},
+    "phone": {**_PHONE, "color_scheme": "light"},
+    "desktop": {"viewport": {"width": 1280, "height": 900}, "color_scheme": "light"},
+    "phone-dark": {**_PHONE, "color_scheme": "dark"},
 }
 
 
@@ -45,13 +50,6 @@ def serious_violations(page: Page) -> list[dict[str, Any]]:
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
     )
     return [v for v in violations if v["impact"] in SERIOUS]
-
-
-def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def assert_accessible(page: Page, name: str) -> None:

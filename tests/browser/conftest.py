@@ -15,7 +15,15 @@ from django.db import connections
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.browser.axe import SCREENS, axe_context
+from tests.browser.screenshots import contact_sheet_write
 from tests.conftest import Person
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The contact sheet of the screenshots taken (var/screenshots/index.html), also when a
+    test failed: those are the ones a person wants to see."""
+    contact_sheet_write()
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import Dialog, Locator, Page, expect
 
@@ -17,6 +15,7 @@ from accounts.models import GuestAccount
 from rooms.expiry import expire_accounts
 from rooms.models import CallRoom, JoinRequest
 from rooms.moderation import join_request_approve
+from tests.browser.screenshots import screenshot
 from tests.conftest import Person
 
 pytestmark = [
@@ -28,14 +27,6 @@ pytestmark = [
 LIVE = 30_000  # ms a live change may take to reach the lobby (accounts, knocks, federation)
 LOBBY_URL = re.compile(r"/lobby/[0-9a-f-]{36}$")
 CALL_URL = re.compile(r"^https://call\.element\.io/room/#/\?roomId=")
-
-
-def screenshot(page: Page, name: str) -> Path:
-    """Save the whole page under var/test-screens/ (git-ignored) for a human to look at."""
-    path = Path(settings.BASE_DIR) / "var" / "test-screens" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=path, full_page=True)
-    return path
 
 
 def open_invite(page: Page, guestgate_web: str, token: str) -> None:
@@ -101,7 +92,7 @@ def test_a_guest_on_a_phone_asks_to_join_and_follows_the_lobby_into_the_call(
     expect(phone.get_by_role("button", name="Stop waiting")).to_be_hidden()
     assert is_the_same_page(phone), "the lobby reloaded instead of updating live"
     assert fits_the_screen(phone)
-    screenshot(phone, "lobby-joined-phone.png")
+    screenshot(phone, "guest-joined-phone")
 
 
 def test_the_lobby_of_a_guest_in_the_call_says_when_the_guest_pass_expired(
@@ -142,7 +133,7 @@ def test_a_guest_who_is_not_let_in_sees_the_moderators_reason(
     expect(page.get_by_role("button", name="Stop waiting")).to_be_hidden()
     expect(page.get_by_role("link", name="Open the call")).to_be_hidden()
     assert is_the_same_page(page), "the lobby reloaded instead of updating live"
-    screenshot(page, "lobby-denied.png")
+    screenshot(page, "guest-denied-desktop")
 
 
 def test_a_matrix_address_as_a_name_is_refused_next_to_the_field(

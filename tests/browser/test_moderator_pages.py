@@ -9,14 +9,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from rooms.models import CallRoom
+from tests.browser.screenshots import screenshot
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.homeservers,
     pytest.mark.usefixtures("celery_worker"),
 ]
-
-SCREENS = "var/test-screens"
 
 
 def test_a_knock_appears_live_and_the_approval_reaches_the_guest_live(
@@ -42,7 +41,7 @@ def test_a_knock_appears_live_and_the_approval_reaches_the_guest_live(
     expect(let_in).to_be_visible(timeout=30_000)
     expect(moderator_page).to_have_title("(1) Team call \u2013 GuestGate")
     assert moderator_page.evaluate("window.notReloaded") is True
-    moderator_page.screenshot(path=f"{SCREENS}/dashboard-knock.png", full_page=True)
+    screenshot(moderator_page, "dashboard-knock-desktop")
     let_in.click()
 
     expect(phone.get_by_role("heading", name="You are in the call")).to_be_visible(timeout=30_000)
@@ -90,5 +89,5 @@ def test_the_invite_poster_prints_on_one_page(
 
     expect(poster.get_by_role("heading", name="Join Team call")).to_be_visible()
     pdf = poster.pdf(format=paper, print_background=True)
-    poster.screenshot(path=f"{SCREENS}/poster-{paper}.png", full_page=True)
+    screenshot(poster, f"poster-{paper}-desktop")
     assert len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == 1  # one sheet of paper

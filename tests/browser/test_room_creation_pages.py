@@ -9,11 +9,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from rooms.models import CallRoom
+from tests.browser.screenshots import screenshot
 from tests.conftest import Person
 
 pytestmark = [pytest.mark.browser, pytest.mark.homeservers]
 
-SCREENS = "var/test-screens"
 PHONE_WIDTH = 390
 
 
@@ -54,7 +54,7 @@ def test_a_moderator_creates_a_room_on_a_phone_and_shows_its_link_again(
     assert "/j/" in url
     expect(page.locator("figure.qr svg")).to_be_visible()
     assert fits_the_phone(page)
-    page.screenshot(path=f"{SCREENS}/room-created-phone.png", full_page=True)
+    screenshot(page, "room-created-phone")
     assert CallRoom.objects.get(name="Town hall").status == CallRoom.Status.READY
 
     page.get_by_role("link", name="All links of this room").click()
@@ -72,7 +72,7 @@ def test_a_moderator_creates_a_room_on_a_phone_and_shows_its_link_again(
     assert fits_the_phone(page)
     page.get_by_role("button", name="Revoke the link").click()
     expect(page.get_by_text("“First link” is revoked.")).to_be_visible()
-    page.screenshot(path=f"{SCREENS}/link-revoked-undo-phone.png", full_page=True)
+    screenshot(page, "link-revoked-undo-phone")
     page.get_by_role("button", name="Undo revoking First link").click()
 
     expect(page.get_by_text("“First link” works again.")).to_be_visible()

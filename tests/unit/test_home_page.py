@@ -147,7 +147,7 @@ def test_a_short_code_is_told_how_many_characters_it_lacks(client: Client) -> No
 @pytest.mark.django_db
 @pytest.mark.usefixtures("own_cache")
 def test_the_code_of_a_revoked_link_says_so(client: Client, token: str) -> None:
-    invite_link_revoke(InviteLink.objects.get())
+    invite_link_revoke(InviteLink.objects.get(), by="@mod:main")
 
     answer = client.post("/", {"code": grouped(token)})
 

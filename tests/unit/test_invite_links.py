@@ -26,7 +26,7 @@ from rooms.invite_links import (
     invite_link_token,
     invite_url,
 )
-from rooms.models import CallRoom, InviteLink
+from rooms.models import AuditEntry, CallRoom, InviteLink
 from rooms.provisioning import policy_for_link
 from rooms.qr_codes import qr_png, qr_svg
 
@@ -323,3 +323,98 @@ def test_a_link_with_n_uses_admits_exactly_n_of_many_concurrent_guests() -> None
 
     assert admitted.count(True) == 5
     assert InviteLink.objects.get(pk=link.pk).use_count == 5
+
+
+def test_an_expiry_date_is_read_in_the_browsers_time_zone(mona: Client, room: CallRoom) -> None:
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False):
+        made = mona.post(
+            f"/moderator/rooms/{room.pk}/links",
+            {"label": "Berlin", "expires_at": "2026-12-02T10:30", "time_zone": "Europe/Berlin"},
+            follow=True,
+        )
+
+    link = InviteLink.objects.get(label="Berlin")
+    assert link.expires_at == datetime(2026, 12, 2, 9, 30, tzinfo=UTC)  # CET is UTC+1
+    assert "It expires on 2026-12-02 10:30 (Europe/Berlin time)." in made.content.decode()
+
+
+@pytest.mark.parametrize("said", ["", "Mars/Olympus_Mons", "../../etc/passwd", "x" * 200])
+def test_an_expiry_date_without_a_known_time_zone_is_read_in_utc_and_said_so(
+    mona: Client, room: CallRoom, said: str
+) -> None:
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False):
+        made = mona.post(
+            f"/moderator/rooms/{room.pk}/links",
+            {"label": "Nowhere", "expires_at": "2026-12-02T10:30", "time_zone": said},
+            follow=True,
+        )
+
+    assert made.status_code == 200
+    assert InviteLink.objects.get(label="Nowhere").expires_at == datetime(
+        2026, 12, 2, 10, 30, tzinfo=UTC
+    )
+    assert "It expires on 2026-12-02 10:30 (UTC time)." in made.content.decode()
+
+
+def test_a_moment_passed_where_the_moderator_is_is_refused(mona: Client, room: CallRoom) -> None:
+    # 10:30 in Berlin is 09:30 UTC: passed at 10:00 UTC, though 10:30 UTC has not come yet.
+    with time_machine.travel("2026-12-02 10:00:00Z", tick=False):
+        page = mona.post(
+            f"/moderator/rooms/{room.pk}/links",
+            {"label": "Late", "expires_at": "2026-12-02T10:30", "time_zone": "Europe/Berlin"},
+        )
+
+    assert page.status_code == 400
+    assert "That moment has passed already." in page.content.decode()
+    assert not InviteLink.objects.filter(label="Late").exists()
+
+
+def test_another_moderator_may_not_undo_a_revocation_and_nothing_changes(
+    mona: Client, room: CallRoom
+) -> None:
+    # Both may invite, neither may change the room's permissions (not its admins).
+    room.power_levels["users"]["@otto:main.test"] = 50
+    room.power_levels["events"] = {"m.room.power_levels": 100}
+    room.save()
+    otto = Client()
+    otto.force_login(
+        User.objects.create(username="@otto:main.test"),
+        backend="rooms.moderators.MatrixModeratorBackend",
+    )
+    new = invite_link_create(room=room, created_by=MODERATOR, label="Desk")
+    mona.post(f"/moderator/links/{new.link.pk}/revoke")
+
+    links_page = otto.get(f"/moderator/rooms/{room.pk}/links").content.decode()
+    refused = otto.post(f"/moderator/links/{new.link.pk}/restore", follow=True)
+
+    assert "Undo revoking Desk" not in links_page
+    assert f"“Desk” was revoked by {MODERATOR}" in links_page
+    assert (
+        f"Only {MODERATOR}, who revoked “Desk”, or the room&#x27;s admins may undo that."
+        in refused.content.decode()
+    )
+    with pytest.raises(InviteLinkUnusable):
+        invite_link_for_token(new.token)
+    assert list(AuditEntry.objects.values_list("action", "actor", "subject_name")) == [
+        (AuditEntry.Action.LINK_REVOKED, MODERATOR, "Desk")
+    ]
+
+
+def test_a_links_policy_change_is_audited_once_and_an_unknown_policy_changes_nothing(
+    mona: Client, room: CallRoom
+) -> None:
+    short = RetentionPolicy.objects.create(name="Short stay", account_lifetime=timedelta(hours=2))
+    new = invite_link_create(room=room, created_by=MODERATOR, label="Desk")
+
+    refused = mona.post(
+        f"/moderator/links/{new.link.pk}/policy", {"retention_policy": "99999"}, follow=True
+    )
+    assert "Select a valid choice." in refused.content.decode()
+    for _twice in range(2):  # the second time it is that already: nothing to record
+        mona.post(f"/moderator/links/{new.link.pk}/policy", {"retention_policy": short.pk})
+
+    new.link.refresh_from_db()
+    assert new.link.retention_policy == short
+    assert list(AuditEntry.objects.values_list("action", "actor", "subject_name")) == [
+        (AuditEntry.Action.POLICY_CHANGED, MODERATOR, "Desk")
+    ]
