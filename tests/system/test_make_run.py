@@ -314,6 +314,10 @@ def test_make_runs_demo_ends_with_the_guest_in_element_calls_call_view(make_run:
     assert membership["application"] == "m.call"
     assert membership["device_id"] == session["deviceId"]
 
+    make_run.ctrl_c()
+
+    stopped_everything(make_run)
+
 
 def test_make_run_started_by_a_script_with_ctrl_c_ignored_still_stops_on_ctrl_c(
     make_run_from_a_script: MakeRun,
