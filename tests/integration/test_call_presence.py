@@ -24,6 +24,7 @@ from accounts.models import GuestAccount
 from accounts.services import default_policy
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient, UnknownToken
+from rooms import calls
 from rooms.calls import guests_in_call_count
 from rooms.expiry import LEFT_CALL, expire_accounts
 from rooms.membership import PUSH_GRACE_SECONDS, call_room_memberships_reconcile
@@ -35,7 +36,8 @@ from rooms.models import (
     JoinRequest,
     MembershipEvent,
 )
-from rooms.moderation import join_request_approve
+from rooms.moderation import join_request_approve, join_request_remove_from_call
+from rooms.provisioning import requeue_stuck_join_requests
 from tests.conftest import Person
 from tests.faultproxy import FaultProxy
 from tests.waiting import wait_for
@@ -309,6 +311,32 @@ def test_the_clear_out_is_retried_when_main_fails_at_first(
         what="the clear-out recorded once",
     )
     assert ann.call().state == CallStatus.LEFT
+
+
+def test_a_clear_out_whose_task_was_lost_is_sent_again_by_the_minutes_requeue(
+    ann: InTheRoom, main_bot: MatrixClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann.join_call()
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call")
+    with monkeypatch.context() as lost:  # the broker took nothing: the task never ran
+        lost.setattr(calls, "send_after_commit", lambda *args: None)
+        removed = JoinRequest.objects.select_related("room").get(pk=ann.join_request.pk)
+        join_request_remove_from_call(removed, moderator="@mona:main", reason="Bye")
+    request = JoinRequest.objects.get(pk=ann.join_request.pk)
+    assert (request.status, request.call_cleared_at) == ("removed", None)
+    assert call_member_on_main(main_bot, ann)  # still listed in the call on main
+    JoinRequest.objects.filter(pk=request.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    assert requeue_stuck_join_requests() == 1
+
+    wait_for(lambda: call_member_on_main(main_bot, ann) == {}, what="Ann's membership ended")
+    wait_for(
+        lambda: JoinRequest.objects.filter(pk=request.pk, call_cleared_at__isnull=False).exists(),
+        what="the clear-out recorded",
+    )
+    assert requeue_stuck_join_requests() == 0
 
 
 def test_a_kick_in_a_matrix_client_ends_the_guests_call_membership_on_main_too(
