@@ -18,6 +18,12 @@ after another, and each guest joins as soon as its own invite returned, until ma
 joins. Same concurrency as GuestGate's guests: one thread per guest. For reference, a third
 phase does the same with the bot's invites sent from ``--burst-parallel-invites`` threads
 (what approve-all could gain by not inviting one guest after another).
+
+Then, on both sides, every let-in guest joins the call at the same moment: its call member
+state event (``org.matrix.msc3401.call.member``, as Element Call sends it) with its own session
+on the guest homeserver. GuestGate: until its database has every guest's device in the call
+(main pushed the events, the worker applied them). Floor: until main's room state (read as
+the bot) has them all.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from bench.report import Outcome, median, p95, table
 from bench.runner import environment_now, load_average, write_json
 from bench.stack import BenchError, Stack
 from devtools.guestbrowser import GuestBrowser
-from matrix import MatrixClient, MatrixError
-from rooms.models import AuditEntry, CallRoom, JoinRequest, MembershipEvent
+from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient, MatrixError, Session
+from rooms.models import AuditEntry, CallPresence, CallRoom, JoinRequest, MembershipEvent
 from rooms.moderation import join_requests_approve_all
 
 Status = JoinRequest.Status
@@ -76,6 +82,7 @@ class Guest:
     error: str = ""
     public_id: str = ""
     lobby_status: str = ""  # what the lobby said when asked at the end
+    session: dict[str, Any] | None = None  # the lobby's session, once let in
 
     @property
     def in_lobby(self) -> bool:
@@ -97,6 +104,7 @@ class GuestGateBurst:
     approve_all: str = ""
     worker_retries: int = 0
     worker_rate_limited: int = 0
+    calls: CallPhase | None = None
     incomplete: list[str] = field(default_factory=list)
 
 
@@ -254,7 +262,9 @@ def _guestgate(
         if not guest.in_lobby:
             return
         try:
-            guest.lobby_status = guest.browser.status()["status"]
+            state = guest.browser.status()
+            guest.lobby_status = state["status"]
+            guest.session = state.get("session")
         except httpx.HTTPError as error:
             guest.lobby_status = f"error {error!r}"
 
@@ -262,6 +272,29 @@ def _guestgate(
         list(pool.map(ask, guests))
     for guest in guests:
         guest.browser.close()
+
+    # Each let-in guest joins the call with the lobby's session, as Element Call would.
+    senders = [
+        CallSender(
+            base_url=g.session["homeserverUrl"],
+            access_token=g.session["accessToken"],
+            room_id=g.session["roomId"],
+            user_id=g.session["userId"],
+            device_id=g.session["deviceId"],
+        )
+        for g in guests
+        if g.session
+    ]
+    in_call = CallPresence.objects.filter(
+        join_request__room=room, joined_at__isnull=False, left_at__isnull=True
+    )
+    result.calls = _call_phase(
+        "GuestGate",
+        senders,
+        lambda: in_call.count(),
+        "in the call on GuestGate (DB poll)",
+        POLL_SECONDS,
+    )
     result.statuses = status_counts(requests)
     result.attempts = sum(requests.values_list("attempts", flat=True))
     log = worker_log.read_bytes()[log_offset:]
@@ -336,6 +369,7 @@ class BareGuest:
     invited: threading.Event = field(default_factory=threading.Event)
     knocked: float | None = None  # perf_counter() when the knock call returned
     joined: float | None = None
+    session: Session | None = None
     error: str = ""
 
 
@@ -349,6 +383,7 @@ class FloorBurst:
     knocks_on_main: int = 0
     joins_on_main: int = 0
     races: int = 0
+    calls: CallPhase | None = None
     incomplete: list[str] = field(default_factory=list)
 
 
@@ -395,7 +430,7 @@ def _floor(
             localpart = guest.user_id[1:].split(":", 1)[0]
             guest.client.register_appservice_user(localpart)
             as_guest.set_displayname(guest.user_id, "Burst Guest (Guest)")
-            guest.client.login_appservice_user(
+            guest.session = guest.client.login_appservice_user(
                 guest.user_id, device_id="BENCHFLOOR", initial_device_display_name="floor"
             )
             as_guest.knock(scene.room_id, via=scene.via)
@@ -491,10 +526,149 @@ def _floor(
         (g.joined or 0.0) - approve_start[0] for g in guests if g.joined is not None
     )
     result.races = scene.floor_races.count
+
+    # Each joined guest joins the call with its own session, until main has every one.
+    senders = [
+        CallSender(
+            base_url=pair.guest.client_url,
+            access_token=g.session.access_token,
+            room_id=scene.room_id,
+            user_id=g.user_id,
+            device_id=g.session.device_id,
+        )
+        for g in guests
+        if g.joined is not None and g.session is not None
+    ]
+
+    def in_call_on_main() -> int:
+        events = floor_bot.state_events(scene.room_id, CALL_MEMBER_EVENT)
+        return sum(e.sender in ours and e.content.get("application") == "m.call" for e in events)
+
+    result.calls = _call_phase(
+        "floor", senders, in_call_on_main, "in the call on main", MAIN_POLL_SECONDS
+    )
     for guest in guests:
         guest.client.close()
     floor_bot.close()
     return result
+
+
+# -- Call membership (both sides) -------------------------------------------------------------
+
+
+@dataclass
+class CallSender:
+    """A let-in guest about to join the call with its own session, as Element Call does."""
+
+    base_url: str
+    access_token: str
+    room_id: str
+    user_id: str
+    device_id: str
+    sent: float | None = None  # perf_counter() when the state event call returned
+    error: str = ""
+
+
+@dataclass
+class CallPhase:
+    sent: int = 0
+    marks_s: dict[str, float] = field(default_factory=dict)
+    send_times_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+
+
+#: A guest's own server may still be finishing its join (the lobby says joined from main's
+#: push): "not in room" is tried again after a moment, as Element Call would on its next try.
+NOT_JOINED_YET_TRIES = 50
+
+
+def _call_phase(
+    side: str,
+    senders: list[CallSender],
+    counted: Callable[[], int],
+    where: str,
+    every: float,
+) -> CallPhase:
+    """All ``senders`` send their call member event at the same moment; until ``counted``
+    (devices in the call where ``where`` says) reaches the number of events sent."""
+    phase = CallPhase()
+    go = threading.Event()
+    clients = [
+        MatrixClient(
+            base_url=c.base_url, access_token=c.access_token, timeout=phase_timeout(len(senders))
+        )
+        for c in senders
+    ]
+
+    def send(sender: CallSender, client: MatrixClient) -> None:
+        go.wait()
+        content = call_member_content(sender.device_id)
+        state_key = f"_{sender.user_id}_{sender.device_id}_m.call"
+        for attempt in range(NOT_JOINED_YET_TRIES):
+            try:
+                client.set_state(sender.room_id, CALL_MEMBER_EVENT, content, state_key=state_key)
+                sender.sent = time.perf_counter()
+                return
+            except Forbidden as error:
+                if attempt == NOT_JOINED_YET_TRIES - 1:
+                    sender.error = repr(error)
+                time.sleep(0.1)
+            except MatrixError as error:
+                sender.error = repr(error)
+                return
+
+    threads = [
+        threading.Thread(target=send, args=pair, daemon=True)
+        for pair in zip(senders, clients, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    print(f"  {side}: {len(senders)} guests join the call now", flush=True)
+    start = time.perf_counter()
+    go.set()
+    seen = [0]
+
+    def all_in_call() -> bool:
+        sending = any(thread.is_alive() for thread in threads)
+        phase.sent = sum(c.sent is not None for c in senders)
+        seen[0] = counted()
+        return not sending and seen[0] >= phase.sent
+
+    completed = _wait(
+        all_in_call,
+        f"{len(senders)} call memberships {where}",
+        phase_timeout(len(senders)),
+        every,
+        lambda: f"{phase.sent} sent, {seen[0]} {where}",
+    )
+    done = time.perf_counter()
+    for client in clients:
+        client.close()
+    phase.send_times_s = sorted(c.sent - start for c in senders if c.sent is not None)
+    phase.errors = [f"{c.user_id}: {c.error}" for c in senders if c.error]
+    if phase.send_times_s:
+        phase.marks_s["last call member event sent"] = phase.send_times_s[-1]
+    if completed:
+        phase.marks_s[f"all {where}"] = done - start
+    else:
+        phase.incomplete.append(f"not every call membership {where} in time")
+    return phase
+
+
+def call_member_content(device_id: str) -> dict[str, Any]:
+    """What Element Call 0.26 sends when a device joins (CALL-LAB §4)."""
+    return {
+        "application": "m.call",
+        "call_id": "",
+        "scope": "m.room",
+        "device_id": device_id,
+        "membershipID": secrets.token_hex(16),
+        "expires": 14_400_000,
+        "focus_active": {"type": "livekit", "focus_selection": "multi_sfu"},
+        "foci_preferred": [],
+    }
 
 
 # -- Report ------------------------------------------------------------------------------------
@@ -521,6 +695,11 @@ def run(
     rows = [
         _ratio_row(f"knocks: all {n} submitted -> on the queue / on main", knock_gg, knock_floor),
         _ratio_row(f"approve all {n} -> all joined (DB) / joins on main", join_gg, join_floor),
+        _ratio_row(
+            "call members: all sent -> in the call (DB) / on main",
+            _mark(gg.calls, "all in the call on GuestGate (DB poll)"),
+            _mark(floor.calls, "all in the call on main"),
+        ),
         _ratio_row(
             "(ref) last form POST answered / last knock call returned",
             gg.marks_s.get("last form POST answered"),
@@ -558,7 +737,8 @@ def run(
             + _spread("per guest: knocked (audit, DB)", gg.knock_times_s)
             + _spread("per guest: joined after approve-all began (audit, DB)", gg.join_times_s)
             + _spread(f"{len(gg.lobby_told_s)} sampled lobbies told joined", gg.lobby_told_s)
-            + _tenths("approvals: s between two (audit)", gg.approval_gaps_s),
+            + _tenths("approvals: s between two (audit)", gg.approval_gaps_s)
+            + _call_rows(gg.calls),
         )
     )
     outcome.tables.append(
@@ -567,7 +747,8 @@ def run(
             [(name, f"{value:.2f}") for name, value in floor.marks_s.items()]
             + _spread("per guest: knock call returned", floor.knock_times_s)
             + _spread("per guest: join call returned after invites began", floor.join_times_s)
-            + _tenths("bot: s per invite call", floor.invite_calls_s),
+            + _tenths("bot: s per invite call", floor.invite_calls_s)
+            + _call_rows(floor.calls),
         )
     )
     if parallel is not None:
@@ -630,10 +811,20 @@ def run(
         ),
         ("joins that lost the invite race (retried)", "-", str(floor.races)),
         ("guests that saw a failure or 429", str(saw_failure), str(len(floor_errors))),
+        (
+            "call member events sent / errors",
+            _call_counts(gg.calls),
+            _call_counts(floor.calls),
+        ),
         ("lost (did not end joined)", str(lost), str(n - floor_joined)),
     ]
     outcome.tables.append(table(("outcome", "GuestGate", "floor"), counts))
     problems = [*gg.incomplete, *(f"floor: {p}" for p in floor.incomplete)]
+    problems += [
+        *(gg.calls.incomplete if gg.calls else []),
+        *(gg.calls.errors[:3] if gg.calls else []),
+    ]
+    problems += [f"floor: {p}" for p in (floor.calls.incomplete if floor.calls else [])]
     examples = [f"guest {g.number}: {g.error}" for g in [*not_302, *transport_errors][:3]]
     examples += gg.lobby_failures[:3] + [f"floor {g.user_id}: {g.error}" for g in floor_errors[:3]]
     if problems or examples:
@@ -641,6 +832,13 @@ def run(
 
     outcome.verdict(f"all {n} knocked and let in, none lost", lost == 0)
     outcome.verdict(f"no failure or 429 reaching any of {n} guests", saw_failure == 0)
+    calls_followed = (
+        gg.calls is not None
+        and not gg.calls.incomplete
+        and not gg.calls.errors
+        and gg.calls.sent == lobby_joined
+    )
+    outcome.verdict("every let-in guest's call membership followed", calls_followed)
 
     report = {
         "benchmark": "burst",
@@ -661,6 +859,7 @@ def run(
             "worker_retries": gg.worker_retries,
             "worker_rate_limited": gg.worker_rate_limited,
             "approve_all": gg.approve_all,
+            "calls": _call_json(gg.calls),
             "incomplete": gg.incomplete,
         },
         "floor": {
@@ -671,6 +870,7 @@ def run(
             "errors": [g.error for g in floor_errors],
             "joined": floor_joined,
             "races": floor.races,
+            "calls": _call_json(floor.calls),
             "incomplete": floor.incomplete,
         },
         "floor_parallel_invites": None
@@ -718,3 +918,30 @@ def _tenths(name: str, values: Sequence[float]) -> list[tuple[str, str]]:
 def _codes(guests: Sequence[Guest]) -> str:
     codes = Counter(g.status_code for g in guests)
     return ", ".join(f"{code}: {count}" for code, count in sorted(codes.items())) or "0"
+
+
+def _mark(phase: CallPhase | None, name: str) -> float | None:
+    return None if phase is None else phase.marks_s.get(name)
+
+
+def _call_rows(phase: CallPhase | None) -> list[tuple[str, str]]:
+    if phase is None:
+        return []
+    rows = [(f"call: {name}", f"{value:.2f}") for name, value in phase.marks_s.items()]
+    return rows + _spread("call: per guest, call member event sent", phase.send_times_s)
+
+
+def _call_counts(phase: CallPhase | None) -> str:
+    return "-" if phase is None else f"{phase.sent} / {len(phase.errors)}"
+
+
+def _call_json(phase: CallPhase | None) -> dict[str, Any] | None:
+    if phase is None:
+        return None
+    return {
+        "sent": phase.sent,
+        "marks_s": phase.marks_s,
+        "send_times_s": phase.send_times_s,
+        "errors": phase.errors,
+        "incomplete": phase.incomplete,
+    }

@@ -62,6 +62,7 @@ app.conf.imports = (
     "accounts.expiry",
     "accounts.spares",
     "rooms.call_rooms",
+    "rooms.calls",
     "rooms.expiry",
     "rooms.joining",
     "rooms.membership",

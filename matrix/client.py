@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -39,6 +39,7 @@ from .http import (
     optional_str,
     required_str,
     send,
+    send_for_list,
 )
 from .types import (
     Member,
@@ -53,6 +54,7 @@ from .types import (
 )
 
 logger = logging.getLogger("matrix")
+_T = TypeVar("_T")
 
 #: First wait of the exponential backoff, in seconds (then doubled per attempt, with jitter).
 BACKOFF_BASE = 0.5
@@ -562,6 +564,23 @@ class MatrixClient:
 
     # -- Room state ----------------------------------------------------------------------------
 
+    def state_events(self, room_id: str, event_type: str) -> list[RoomEvent]:
+        """The room's current state events of one type, whole (ids, senders and timestamps),
+        e.g. every device's ``org.matrix.msc3401.call.member``.
+
+        Spec: https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidstate
+        """
+        path = client_path("rooms", room_id, "state")
+        body = self._request_list("GET", path)
+        events = [
+            room_event({"room_id": room_id, **raw})
+            for raw in body
+            if isinstance(raw, dict)
+            and raw.get("type") == event_type
+            and isinstance(raw.get("event_id"), str)
+        ]
+        return [event for event in events if event is not None and event.state_key is not None]
+
     def state_event(
         self, room_id: str, event_type: str, state_key: str = ""
     ) -> dict[str, Any] | None:
@@ -898,20 +917,45 @@ class MatrixClient:
         body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send a request, retrying retryable failures; every error carries no token."""
+        return self._retrying(
+            method,
+            path,
+            lambda query: send(
+                self._http,
+                method,
+                path,
+                access_token=self._access_token,
+                params=query,
+                json_body=body,
+            ),
+            params,
+        )
+
+    def _request_list(self, method: str, path: str) -> list[Any]:
+        """`_request` for an endpoint that answers with a JSON array."""
+        return self._retrying(
+            method,
+            path,
+            lambda query: send_for_list(
+                self._http, method, path, access_token=self._access_token, params=query
+            ),
+            None,
+        )
+
+    def _retrying(
+        self,
+        method: str,
+        path: str,
+        attempt_once: Callable[[dict[str, str | Sequence[str]]], _T],
+        params: Params | None,
+    ) -> _T:
         query: dict[str, str | Sequence[str]] = dict(params or {})
         if self._user_id is not None:
             query["user_id"] = self._user_id
         attempt = 0
         while True:
             try:
-                return send(
-                    self._http,
-                    method,
-                    path,
-                    access_token=self._access_token,
-                    params=query,
-                    json_body=body,
-                )
+                return attempt_once(query)
             except MatrixError as error:
                 error.redact(self._access_token)
                 delay = self._retry_delay(error, attempt)

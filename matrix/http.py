@@ -74,6 +74,46 @@ def send(
     answers the matching `MatrixError`, a 2xx answer whose body is not a JSON object
     `HomeserverUnavailable` too.
     """
+    body, response = _send_json(
+        http, method, path, access_token=access_token, params=params, json_body=json_body
+    )
+    if not isinstance(body, dict):
+        raise HomeserverUnavailable(
+            "the homeserver answered with JSON that is not an object",
+            status=response.status_code,
+            endpoint=f"{method} {path}",
+        )
+    return body
+
+
+def send_for_list(
+    http: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    access_token: str | None = None,
+    params: Params | None = None,
+) -> list[Any]:
+    """Like `send`, for the few endpoints that answer with a JSON array (a room's state)."""
+    body, response = _send_json(http, method, path, access_token=access_token, params=params)
+    if not isinstance(body, list):
+        raise HomeserverUnavailable(
+            "the homeserver answered with JSON that is not a list",
+            status=response.status_code,
+            endpoint=f"{method} {path}",
+        )
+    return body
+
+
+def _send_json(
+    http: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    access_token: str | None = None,
+    params: Params | None = None,
+    json_body: object = None,
+) -> tuple[object, httpx.Response]:
     headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
     endpoint = f"{method} {path}"
     try:
@@ -104,13 +144,7 @@ def send(
             status=response.status_code,
             endpoint=endpoint,
         ) from exc
-    if not isinstance(body, dict):
-        raise HomeserverUnavailable(
-            "the homeserver answered with JSON that is not an object",
-            status=response.status_code,
-            endpoint=endpoint,
-        )
-    return body
+    return body, response
 
 
 def _flatten(params: Params | None) -> tuple[tuple[str, str], ...]:

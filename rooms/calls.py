@@ -17,20 +17,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery import Task, shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import GuestAccount, RetentionPolicy
 from accounts.selectors import LIVE_OR_FAILED
-from matrix import CALL_MEMBER_EVENT
+from guestgate import homeservers
+from guestgate.retrying import run_retrying, send_after_commit
+from matrix import CALL_MEMBER_EVENT, MatrixError
 from matrix.appservice import RoomEvent
-from rooms.models import CallPresence, JoinRequest, MembershipEvent
-from rooms.transitions import join_request_call_changed
+from rooms.models import AuditEntry, CallPresence, JoinRequest, MembershipEvent
+from rooms.transitions import audit_entry_record, join_request_call_changed
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +241,86 @@ def call_presences_close(join_request: JoinRequest, *, at: datetime | None = Non
     return CallPresence.objects.filter(in_call_now(at), join_request=join_request).update(
         left_at=at
     )
+
+
+#: How long Element Call's memberships last unless renewed: a removed guest's older than this
+#: have run out on main by themselves, nothing is left to clear.
+CALL_MEMBERSHIP_LIFETIME = timedelta(hours=4)
+
+
+def call_members_clear_after_commit(join_request: JoinRequest) -> None:
+    """The guest was removed: have the bot end their call memberships on main (a task)."""
+    send_after_commit(clear_call_members, join_request.pk)
+
+
+def join_request_call_members_clear(join_request: JoinRequest) -> list[str]:
+    """End a removed guest's call memberships on main: GuestGate's bot overwrites each of the
+    guest's call member state events that still says "in the call" with ``{}``, as the guest's
+    own hang-up would, so Element Call clients stop listing a ghost after the kick. Then it is
+    recorded (once, audited). Idempotent: keys already ``{}`` are left alone. The state keys
+    it may overwrite are those of the ``_@user_DEVICE_m.call`` form (the room's power levels
+    apply); a key that is a bare user id, or starts with one, belongs to that user alone
+    (Matrix's auth rules) and runs out by itself. The state keys overwritten.
+
+    Spec: https://github.com/matrix-org/matrix-spec-proposals/pull/4143
+    """
+    room_id = join_request.room.room_id
+    cleared = []
+    with homeservers.main_bot() as bot:
+        for event in bot.state_events(room_id, CALL_MEMBER_EVENT):
+            state_key = event.state_key or ""
+            named = call_member_key(state_key)
+            if named is None or named[0] != join_request.user_id or not event.content:
+                continue
+            if not state_key.startswith("_"):
+                logger.warning("%s: %s is the guest's own key, left to run out", room_id, state_key)
+                continue
+            bot.set_state(room_id, CALL_MEMBER_EVENT, {}, state_key=state_key)
+            cleared.append(state_key)
+    _call_cleared_record(join_request, cleared=cleared)
+    return cleared
+
+
+def _call_cleared_record(join_request: JoinRequest, *, cleared: list[str], error: str = "") -> None:
+    with transaction.atomic():
+        if JoinRequest.objects.filter(pk=join_request.pk, call_cleared_at__isnull=True).update(
+            call_cleared_at=timezone.now()
+        ):
+            reason = error or ", ".join(cleared)
+            audit_entry_record(
+                join_request,
+                AuditEntry.Action.CALL_CLEARED,
+                actor=homeservers.main_bot_user_id(),
+                reason=reason,
+            )
+
+
+def call_members_clear_due(now: datetime) -> QuerySet[JoinRequest]:
+    """Removed guests whose call memberships on main are still to be ended (stuck ones: the
+    periodic re-send); those removed longer ago than a membership lasts have run out."""
+    return JoinRequest.objects.filter(
+        status=JoinRequest.Status.REMOVED,
+        call_cleared_at__isnull=True,
+        updated_at__gt=now - CALL_MEMBERSHIP_LIFETIME,
+    )
+
+
+@shared_task(bind=True, max_retries=8)
+def clear_call_members(self: Task, join_request_id: int) -> None:
+    join_request = (
+        JoinRequest.objects.select_related("room")
+        .filter(pk=join_request_id, status=JoinRequest.Status.REMOVED, call_cleared_at__isnull=True)
+        .first()
+    )
+    if join_request is None:
+        return
+
+    def give_up(error: MatrixError) -> None:
+        if not error.retryable:  # e.g. the bot lost its power: trying again changes nothing
+            _call_cleared_record(join_request, cleared=[], error=f"not done: {error}")
+        # else: left due, the periodic re-send tries again
+
+    run_retrying(self, lambda: join_request_call_members_clear(join_request), on_give_up=give_up)
 
 
 def in_call_now(now: datetime, prefix: str = "") -> Q:

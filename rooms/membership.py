@@ -30,10 +30,15 @@ from accounts.models import GuestAccount
 from accounts.services import LIVE
 from guestgate import homeservers
 from guestgate.retrying import run_retrying, send_after_commit
-from matrix import MatrixError
+from matrix import CALL_MEMBER_EVENT, MatrixError
 from matrix.appservice import RoomEvent
 from rooms.call_rooms import recheck_call_room
-from rooms.calls import call_event_row, call_presence_apply, call_presences_close
+from rooms.calls import (
+    call_event_row,
+    call_members_clear_after_commit,
+    call_presence_apply,
+    call_presences_close,
+)
 from rooms.joining import join_after_commit
 from rooms.models import AppserviceTransaction, AuditEntry, CallRoom, JoinRequest, MembershipEvent
 from rooms.notices import (
@@ -157,14 +162,18 @@ PUSH_GRACE_SECONDS = 60
 
 
 def call_room_memberships_reconcile(call_room: CallRoom, *, now: datetime | None = None) -> int:
-    """Compare main's member state of the room (the truth) with what main pushed; store the
-    changes that never arrived, as if pushed, for the applier, and record the gap on the room.
-    How many were missing. Changes from before GuestGate knew the room are not expected."""
+    """Compare main's member and call member state of the room (the truth) with what main
+    pushed; store the changes that never arrived, as if pushed, for the applier (the same
+    rules: once by event id, the newest per device wins), and record the gap on the room. How
+    many were missing. Changes from before GuestGate knew the room are not expected."""
     now = now or timezone.now()
     with homeservers.main_bot() as bot:
-        events = bot.member_events(call_room.room_id)
+        members = bot.member_events(call_room.room_id)
+        calls = bot.state_events(call_room.room_id, CALL_MEMBER_EVENT)
+    rows = [_membership_row(event) for event in members]
+    rows += [row for event in calls if (row := call_event_row(event)) is not None]
     known = set(
-        MembershipEvent.objects.filter(event_id__in=[e.event_id for e in events]).values_list(
+        MembershipEvent.objects.filter(event_id__in=[r.event_id for r in rows]).values_list(
             "event_id", flat=True
         )
     )
@@ -172,21 +181,19 @@ def call_room_memberships_reconcile(call_room: CallRoom, *, now: datetime | None
     until_ms = (now.timestamp() - PUSH_GRACE_SECONDS) * 1000
     missing = sorted(
         (
-            event
-            for event in events
-            if event.event_id not in known
-            and event.origin_server_ts is not None
-            and since_ms < event.origin_server_ts < until_ms
+            row
+            for row in rows
+            if row.event_id not in known
+            and row.origin_server_ts is not None
+            and since_ms < row.origin_server_ts < until_ms
         ),
-        key=lambda event: event.origin_server_ts or 0,
+        key=lambda row: row.origin_server_ts or 0,
     )
     if not missing:
         return 0
     oldest_ms = missing[0].origin_server_ts or 0
     with transaction.atomic():
-        MembershipEvent.objects.bulk_create(
-            [_membership_row(e) for e in missing], ignore_conflicts=True
-        )
+        MembershipEvent.objects.bulk_create(missing, ignore_conflicts=True)
         CallRoom.objects.filter(pk=call_room.pk).update(
             push_gap_at=now,
             push_gap_events=len(missing),
@@ -194,7 +201,7 @@ def call_room_memberships_reconcile(call_room: CallRoom, *, now: datetime | None
         )
         transaction.on_commit(_apply_soon)
     logger.warning(
-        "room %s: %d membership change(s) main never pushed, taken from its state",
+        "room %s: %d membership or call change(s) main never pushed, taken from its state",
         call_room.room_id,
         len(missing),
     )
@@ -203,7 +210,8 @@ def call_room_memberships_reconcile(call_room: CallRoom, *, now: datetime | None
 
 @shared_task
 def reconcile_memberships() -> int:
-    """Every minute: each ready call room's members on main against what main pushed."""
+    """Every minute: each ready call room's members and call members on main against what
+    main pushed."""
     missing = 0
     for call_room in CallRoom.objects.filter(status=CallRoom.Status.READY):
         try:
@@ -341,6 +349,7 @@ def _removed_in_a_matrix_client(event: MembershipEvent) -> None:
     by = By(event.sender, event.reason, via_guestgate=False)
     if join_request_removed(join_request, by=by, reason=event.reason):
         call_presences_close(join_request)
+        call_members_clear_after_commit(join_request)
 
 
 def _knock_without_request(knock: MembershipEvent) -> None:

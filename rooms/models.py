@@ -223,6 +223,9 @@ class JoinRequest(models.Model):
     # shown in the lobby as typed; setting it bumps ``version`` so the lobby's long poll hears it.
     announcement = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)  # homeserver retries so far
+    # A removed guest's call memberships on main overwritten with {} by the bot (rooms.calls):
+    # until then Element Call clients may still list them. Null while that is still to do.
+    call_cleared_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -327,6 +330,8 @@ class AuditEntry(models.Model):
         FAILED = "failed", gettext_lazy("failed")
         EXPIRED = "expired", gettext_lazy("expired")
         REMOVED = "removed", gettext_lazy("removed from the call")
+        # The bot ended a removed guest's call memberships on main (rooms.calls).
+        CALL_CLEARED = "call_cleared", gettext_lazy("taken out of the call on Matrix")
         # A moderator's message to a waiting guest (rooms.announcements); ``reason``: the text.
         MESSAGED = "messaged", gettext_lazy("wrote to the waiting guest")
         # Changes to the room and its links (no guest: ``subject_name`` names the link or the

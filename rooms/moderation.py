@@ -22,7 +22,7 @@ from guestgate import homeservers
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying, send_after_commit
 from matrix import MatrixError
-from rooms.calls import call_presences_close
+from rooms.calls import call_members_clear_after_commit, call_presences_close
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.joining import join_after_commit, join_request_join
 from rooms.models import CallRoom, JoinRequest
@@ -194,7 +194,9 @@ def join_request_remove_from_call(
     with the moderator's reason, then the removal is recorded (audited once; the lobby says
     so and ends the call on the guest's screen). Main's push of the bot's kick adds nothing.
     A kick that succeeded but was not recorded (the process died) leaves the request "in the
-    call" while the guest is out; removing again kicks nothing and records it."""
+    call" while the guest is out; removing again kicks nothing and records it. Then the bot
+    ends the guest's call memberships on main (``rooms.calls``, a task), so that no client
+    lists them in the call until they run out."""
     if join_request.status != Status.JOINED:
         raise NotInTheRoom(
             gettext("%(name)s is not in the call room (%(status)s).")
@@ -205,6 +207,7 @@ def join_request_remove_from_call(
     with transaction.atomic():
         if join_request_removed(join_request, by=By(moderator, reason), reason=reason):
             call_presences_close(join_request)
+            call_members_clear_after_commit(join_request)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from guestgate.crypto import new_token
 from guestgate.errors import GuestGateError
 from guestgate.retrying import run_retrying, send_after_commit
 from matrix import Forbidden, HomeserverUnavailable, MatrixClient, MatrixError
+from rooms.calls import call_members_clear_due, clear_call_members
 from rooms.guest_steps import guest_step_run, join_request_load
 from rooms.invite_links import invite_link_redeem
 from rooms.joining import join_after_commit, join_guest, via
@@ -316,7 +317,8 @@ def withdraw_knock(self: Task, join_request_id: int) -> None:
 def requeue_stuck_join_requests() -> int:
     """The database is the record of work: re-send tasks for requests stuck mid-flight (a lost
     message, a worker killed before it could retry). Safe: every task is idempotent."""
-    stuck = JoinRequest.objects.filter(updated_at__lt=timezone.now() - timedelta(minutes=2))
+    stuck_before = timezone.now() - timedelta(minutes=2)
+    stuck = JoinRequest.objects.filter(updated_at__lt=stuck_before)
     provisioning = list(stuck.filter(status=Status.PROVISIONING).values_list("pk", flat=True))
     joining = list(
         stuck.filter(status__in=[Status.INVITED, Status.JOINING]).values_list("pk", flat=True)
@@ -332,4 +334,8 @@ def requeue_stuck_join_requests() -> int:
     )
     for pk, moderator in claimed:
         approve_claimed.delay(pk, moderator)
-    return len(provisioning) + len(joining) + len(claimed)
+    # Removed, but the bot has not ended their call memberships on main yet.
+    removed = list(call_members_clear_due(timezone.now()).filter(updated_at__lt=stuck_before))
+    for join_request in removed:
+        clear_call_members.delay(join_request.pk)
+    return len(provisioning) + len(joining) + len(claimed) + len(removed)

@@ -24,8 +24,10 @@ from accounts.models import GuestAccount
 from accounts.services import default_policy
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
 from matrix import CALL_MEMBER_EVENT, Forbidden, MatrixClient, UnknownToken
+from rooms import calls
 from rooms.calls import guests_in_call_count
 from rooms.expiry import LEFT_CALL, expire_accounts
+from rooms.membership import PUSH_GRACE_SECONDS, call_room_memberships_reconcile
 from rooms.models import (
     AuditEntry,
     CallPresence,
@@ -34,8 +36,10 @@ from rooms.models import (
     JoinRequest,
     MembershipEvent,
 )
-from rooms.moderation import join_request_approve
+from rooms.moderation import join_request_approve, join_request_remove_from_call
+from rooms.provisioning import requeue_stuck_join_requests
 from tests.conftest import Person
+from tests.faultproxy import FaultProxy
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.homeservers, pytest.mark.usefixtures("celery_worker")]
@@ -183,6 +187,53 @@ def test_a_replayed_or_late_push_changes_nothing(
     assert ann.call().state == CallStatus.LEFT
 
 
+def reconcile_a_minute_later(call_room: CallRoom) -> int:
+    """The minute's reconciliation, run once main's changes are old enough to call lost."""
+    assert call_room_memberships_reconcile(call_room) == 0  # too recent to call them lost
+    later = timezone.now() + timedelta(seconds=PUSH_GRACE_SECONDS + 1)
+    return call_room_memberships_reconcile(call_room, now=later)
+
+
+def test_a_call_join_whose_push_was_lost_is_taken_from_mains_state(
+    ann: InTheRoom, call_room: CallRoom
+) -> None:
+    joined = ann.join_call()
+    wait_for(lambda: applied(joined), what="the join applied")
+    # As if main's push of Ann's call membership had never arrived:
+    MembershipEvent.objects.filter(event_id=joined).delete()
+    CallPresence.objects.all().delete()
+    assert ann.call().state == CallStatus.NOT_JOINED
+
+    assert reconcile_a_minute_later(call_room) == 1
+
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call again")
+    presence = CallPresence.objects.get()
+    assert (presence.device_id, presence.event_id) == (ann.session["deviceId"], joined)
+    assert CallRoom.objects.get(pk=call_room.pk).push_gap_events == 1
+    assert call_room_memberships_reconcile(call_room) == 0  # known now
+
+
+def test_a_call_leave_whose_push_was_lost_is_taken_from_mains_state(
+    ann: InTheRoom, call_room: CallRoom
+) -> None:
+    joined = ann.join_call()
+    wait_for(lambda: applied(joined), what="the join applied")
+    in_call = list(CallPresence.objects.values())
+    left = ann.leave_call()
+    wait_for(lambda: applied(left), what="the leave applied")
+    # As if main's push of the leave had never arrived:
+    MembershipEvent.objects.filter(event_id=left).delete()
+    for row in in_call:
+        CallPresence.objects.filter(pk=row["id"]).update(**row)
+    assert ann.call().state == CallStatus.IN_CALL
+
+    assert reconcile_a_minute_later(call_room) == 1
+
+    wait_for(lambda: ann.call().state == CallStatus.LEFT, what="Ann out of the call")
+    assert CallPresence.objects.get().event_id == left
+    assert guests_in_call_count() == 0
+
+
 def test_a_moderator_removes_a_guest_from_the_call(
     ann: InTheRoom,
     guest: GuestBrowser,
@@ -214,6 +265,94 @@ def test_a_moderator_removes_a_guest_from_the_call(
     assert [(e.actor, e.reason) for e in entries] == [(moderator.user_id, "Wrong meeting")]
     assert ann.call().state == CallStatus.LEFT
     assert guests_in_call_count() == 0
+
+
+def call_member_on_main(main_bot: MatrixClient, ann: InTheRoom) -> dict[str, Any] | None:
+    return main_bot.state_event(ann.session["roomId"], CALL_MEMBER_EVENT, ann.state_key())
+
+
+def test_a_removed_guest_leaves_the_call_on_main_too(
+    ann: InTheRoom, guest: GuestBrowser, mona: ModeratorBrowser, main_bot: MatrixClient
+) -> None:
+    ann.join_call()
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call")
+    assert call_member_on_main(main_bot, ann)  # main lists Ann's device in the call
+
+    mona.post(f"/moderator/requests/{ann.join_request.pk}/remove-from-call", reason="Bye")
+
+    guest.wait_for("removed")
+    wait_for(lambda: call_member_on_main(main_bot, ann) == {}, what="Ann's membership ended")
+    cleared = wait_for(
+        lambda: AuditEntry.objects.filter(action=AuditEntry.Action.CALL_CLEARED).first(),
+        what="the clear-out recorded",
+    )
+    assert cleared.reason == ann.state_key()
+    assert JoinRequest.objects.get(pk=ann.join_request.pk).status == "removed"
+    wait_for(lambda: ann.call().state == CallStatus.LEFT, what="Ann shown out of the call")
+    assert guests_in_call_count() == 0
+
+
+def test_the_clear_out_is_retried_when_main_fails_at_first(
+    ann: InTheRoom, mona: ModeratorBrowser, main_bot: MatrixClient, main_hs_proxy: FaultProxy
+) -> None:
+    ann.join_call()
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call")
+    # Every attempt of the task's first run fails (the client's own retries too).
+    fault = main_hs_proxy.fail(
+        "PUT", r"/state/org\.matrix\.msc3401\.call\.member/", times=settings.MATRIX_RETRIES + 1
+    )
+
+    mona.post(f"/moderator/requests/{ann.join_request.pk}/remove-from-call", reason="Bye")
+
+    wait_for(lambda: call_member_on_main(main_bot, ann) == {}, what="Ann's membership ended")
+    assert fault.hits == settings.MATRIX_RETRIES + 1
+    wait_for(
+        lambda: AuditEntry.objects.filter(action=AuditEntry.Action.CALL_CLEARED).count() == 1,
+        what="the clear-out recorded once",
+    )
+    assert ann.call().state == CallStatus.LEFT
+
+
+def test_a_clear_out_whose_task_was_lost_is_sent_again_by_the_minutes_requeue(
+    ann: InTheRoom, main_bot: MatrixClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann.join_call()
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call")
+    with monkeypatch.context() as lost:  # the broker took nothing: the task never ran
+        lost.setattr(calls, "send_after_commit", lambda *args: None)
+        removed = JoinRequest.objects.select_related("room").get(pk=ann.join_request.pk)
+        join_request_remove_from_call(removed, moderator="@mona:main", reason="Bye")
+    request = JoinRequest.objects.get(pk=ann.join_request.pk)
+    assert (request.status, request.call_cleared_at) == ("removed", None)
+    assert call_member_on_main(main_bot, ann)  # still listed in the call on main
+    JoinRequest.objects.filter(pk=request.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    assert requeue_stuck_join_requests() == 1
+
+    wait_for(lambda: call_member_on_main(main_bot, ann) == {}, what="Ann's membership ended")
+    wait_for(
+        lambda: JoinRequest.objects.filter(pk=request.pk, call_cleared_at__isnull=False).exists(),
+        what="the clear-out recorded",
+    )
+    assert requeue_stuck_join_requests() == 0
+
+
+def test_a_kick_in_a_matrix_client_ends_the_guests_call_membership_on_main_too(
+    ann: InTheRoom,
+    guest: GuestBrowser,
+    call_room: CallRoom,
+    moderator: Person,
+    main_bot: MatrixClient,
+) -> None:
+    ann.join_call()
+    wait_for(lambda: ann.call().state == CallStatus.IN_CALL, what="Ann in the call")
+
+    moderator.client.kick(call_room.room_id, ann.session["userId"], reason="Enough")
+
+    guest.wait_for("removed")
+    wait_for(lambda: call_member_on_main(main_bot, ann) == {}, what="Ann's membership ended")
 
 
 def test_a_kick_in_a_matrix_client_removes_the_guest_from_the_call(

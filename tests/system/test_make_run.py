@@ -23,12 +23,16 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect, sync_playwright
 
 from devtools.guestbrowser import GuestBrowser, ModeratorBrowser
-from matrix import MatrixClient
+from matrix import CALL_MEMBER_EVENT, MatrixClient
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.homeservers
+
+LIVE = 60_000  # ms: Element Call loads and negotiates with the lobby
 
 # Below the kernel's ephemeral ports (32768+): a client connection of the test run could hold
 # one of those as its own end (TIME_WAIT), and the pair would refuse to start.
@@ -98,6 +102,8 @@ class MakeRun:
             return "GuestGate is running" in self.output
 
         wait_for(announced, what="make run to say where to click", timeout=240)
+        # The line that says how a guest gets into the call is printed before the demo.
+        wait_for(lambda: "Press Ctrl-C" in self.output, what="the demo's lines")
         out = self.output
         url = _found(r"GuestGate is running: open (http://\S+?)/?$", out)
         return Demo(
@@ -242,6 +248,73 @@ def test_make_run_shows_a_demo_a_guest_can_be_let_into_then_stops_everything(
     assert "celery@" not in make_run.output  # the worker's log is not on screen
 
     make_run.ctrl_c()  # make itself then ends "Interrupt", as in a terminal
+
+    stopped_everything(make_run)
+
+
+def let_in_from_the_dashboard(demo: Demo) -> None:
+    """The demo's moderator, signed in with the printed login, lets the one waiting guest in."""
+    moderator = ModeratorBrowser(demo.url)
+    assert moderator.sign_in(demo.moderator_id, demo.moderator_password).status_code == 302
+    room_pk = _found(r"/moderator/rooms/(\d+)", moderator.http.get("/moderator/").text)
+    queue = moderator.wait_for_queue(int(room_pk), lambda state: state["waiting"] == 1, timeout=60)
+    approve = _found(r'action="(/moderator/requests/\d+/approve)"', queue["html"])
+    assert moderator.post(approve).status_code == 302
+    moderator.close()
+
+
+@contextlib.contextmanager
+def signed_in_on_main(demo: Demo) -> Iterator[MatrixClient]:
+    """The demo's moderator in a Matrix client of their own on main."""
+    with MatrixClient(base_url=demo.main_url, access_token=None) as anonymous:
+        login = anonymous.password_login(demo.moderator_id, demo.moderator_password)
+    with MatrixClient(base_url=demo.main_url, access_token=login.access_token) as client:
+        yield client
+        client.logout()
+
+
+@pytest.mark.browser
+def test_make_runs_demo_ends_with_the_guest_in_element_calls_call_view(make_run: MakeRun) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    demo = make_run.wait_until_running()
+    assert "Call: Element Call embedded in the lobby" in make_run.output, make_run.output
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        context = chromium.new_context(permissions=["camera", "microphone"])
+        page = context.new_page()
+        # The printed invite link, a name, and the lobby (Element Call preloads out of sight).
+        page.goto(f"{demo.url}/j/{demo.invite_token}")
+        page.get_by_label("Your name").fill("Fay")
+        page.get_by_role("button", name="Ask to join").click()
+        expect(page.get_by_role("heading", level=2)).to_have_text(
+            "Waiting for a moderator", timeout=LIVE
+        )
+
+        let_in_from_the_dashboard(demo)
+
+        # Element Call's call view: its hang-up button (no lobby of its own, nothing to click).
+        call = page.frame_locator("#call-frame")
+        expect(call.get_by_test_id("incall_leave")).to_be_visible(timeout=LIVE)
+        session = page.evaluate("JSON.parse(document.getElementById('session-json').textContent)")
+        # Main lists the guest's device in the call (read as the demo's moderator), while the
+        # tab is open: closing it ends the membership by the delayed leave.
+        state_key = f"_{session['userId']}_{session['deviceId']}_m.call"
+        with signed_in_on_main(demo) as element:
+            membership = wait_for(
+                lambda: element.state_event(demo.room_id, CALL_MEMBER_EVENT, state_key),
+                what="the guest's call membership on main",
+                timeout=30,
+            )
+        context.close()
+        chromium.close()
+    assert membership["application"] == "m.call"
+    assert membership["device_id"] == session["deviceId"]
+
+    make_run.ctrl_c()
 
     stopped_everything(make_run)
 

@@ -16,7 +16,12 @@ from kombu import Connection
 from devtools import processes
 from devtools.localpair import configured_pair
 from devtools.localpair.config import server_files
-from devtools.management.commands.devstack import ProcessLogs, Supervisor, spawn_logged
+from devtools.management.commands.devstack import (
+    ProcessLogs,
+    Supervisor,
+    call_mode_line,
+    spawn_logged,
+)
 
 
 def python(code: str) -> list[str]:
@@ -140,3 +145,25 @@ def test_celerys_warning_about_root_is_silenced_for_the_dev_stack_only(
 
     assert run.returncode == 0, run.stderr
     assert ("superuser privileges" in run.stderr) is warned, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "built", "said"),
+    [
+        (
+            "embedded",
+            True,
+            "Call: Element Call embedded in the lobby (GUESTGATE_CALL_MODE=embedded)",
+        ),
+        ("link", False, "embedded in the lobby, install Node.js 20 and npm, then `make frontend`"),
+        ("link", True, "embedded in the lobby, unset GUESTGATE_CALL_MODE (or set it to embedded)"),
+    ],
+)
+def test_make_run_says_in_one_line_which_call_mode_is_in_use_and_how_to_embed_it(
+    mode: str, built: bool, said: str
+) -> None:
+    line = call_mode_line(mode, frontend_built=built)
+
+    assert said in line
+    assert line.count("\n") == 1 and line.endswith("\n")
+    assert (f"GUESTGATE_CALL_MODE={mode})") in line

@@ -1006,3 +1006,50 @@ def test_identifiers_are_built_and_split_around_the_first_colon():
 )
 def test_text_that_contains_a_matrix_id_is_recognised(text, looks_like):
     assert ids.contains_matrix_id(text) is looks_like
+
+
+# -- A room's state ---------------------------------------------------------------------------
+
+CALL_MEMBER = "org.matrix.msc3401.call.member"
+
+
+def state_entry(event_type: str, state_key: str, content: dict[str, Any], n: int) -> dict[str, Any]:
+    """One event of Synapse's answer to GET /rooms/{roomId}/state."""
+    return {
+        "type": event_type,
+        "state_key": state_key,
+        "content": content,
+        "sender": GUEST,
+        "origin_server_ts": 1_764_500_000_000 + n,
+        "event_id": f"$event{n}",
+        "room_id": ROOM,
+        "unsigned": {"age": 5},
+    }
+
+
+def test_state_events_are_the_rooms_current_events_of_one_type_retried_on_502(connect, sleeps):
+    call_key = f"_{GUEST}_DEVICE_m.call"
+    state = [
+        state_entry("m.room.create", "", {"room_version": "12"}, 1),
+        state_entry("m.room.member", GUEST, {"membership": "join"}, 2),
+        state_entry(CALL_MEMBER, call_key, {"application": "m.call"}, 3),
+        state_entry(CALL_MEMBER, f"_{GUEST}_OTHER_m.call", {}, 4),
+    ]
+    homeserver = FakeHomeserver(httpx.Response(502), ok(state))
+
+    events = connect(homeserver).state_events(ROOM, CALL_MEMBER)
+
+    assert [(e.state_key, e.event_id, dict(e.content)) for e in events] == [
+        (call_key, "$event3", {"application": "m.call"}),
+        (f"_{GUEST}_OTHER_m.call", "$event4", {}),
+    ]
+    assert events[0].origin_server_ts == 1_764_500_000_003
+    assert path_of(homeserver.last) == "/_matrix/client/v3/rooms/%21AbCd1234/state"
+    assert len(sleeps) == 1
+
+
+def test_a_state_answer_that_is_not_a_list_is_the_homeserver_misbehaving(connect):
+    homeserver = FakeHomeserver(ok({"chunk": []}))
+
+    with pytest.raises(HomeserverUnavailable, match="not a list"):
+        connect(homeserver, retries=0).state_events(ROOM, CALL_MEMBER)

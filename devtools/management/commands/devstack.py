@@ -106,9 +106,29 @@ class Command(BaseCommand):
             self.style.SUCCESS(f"\nGuestGate is running: open {pair.appservice_url}/\n")
             + f"  guest homeserver  {pair.guest.client_url}\n"
             + f"  main homeserver   {pair.main.client_url}\n"
+            + call_mode_line(settings.CALL_MODE, frontend_built=front_end_built())
             + where
             + "\n"
         )
+
+
+def front_end_built() -> bool:
+    """Whether Element Call's embedded build and the lobby's call host are in build/."""
+    return (settings.CALL_BUILD_DIR / "index.html").exists()
+
+
+def call_mode_line(mode: str, *, frontend_built: bool) -> str:
+    """The line of ``make run`` that says how a let-in guest gets into the call."""
+    if mode == "embedded":
+        return "Call: Element Call embedded in the lobby (GUESTGATE_CALL_MODE=embedded).\n"
+    if frontend_built:
+        how = "unset GUESTGATE_CALL_MODE (or set it to embedded)"
+    else:
+        how = "install Node.js 20 and npm, then `make frontend`"
+    return (
+        'Call: link mode, the lobby offers an "Open the call" link '
+        f"(GUESTGATE_CALL_MODE=link); for Element Call embedded in the lobby, {how}.\n"
+    )
 
 
 class ProcessLogs:
