@@ -133,8 +133,10 @@ def test_the_dashboard_follows_the_guest_in_and_out_of_the_call_and_removes_them
     guestgate_web: str,
     invite_token: str,
     call_room: CallRoom,
+    main_bot: MatrixClient,
 ) -> None:
-    """The moderator's side of the call, live: in the call, left, back, removed (EC torn down)."""
+    """The moderator's side of the call, live: in the call, left, back, removed (EC torn down,
+    and the guest's call membership on main cleared by the bot)."""
     dashboard = moderator_page
     dashboard.goto(f"{guestgate_web}/moderator/")
     dashboard.get_by_role("link", name=call_room.name).click()
@@ -142,6 +144,7 @@ def test_the_dashboard_follows_the_guest_in_and_out_of_the_call_and_removes_them
     dashboard.get_by_role("button", name="Let in Alice (Guest)").click()
 
     in_the_call(guest_page)
+    user_id, device_id = the_guest_device(guest_page)
     alice = dashboard.locator(".recent li", has_text="Alice (Guest)")
     expect(alice.locator("[data-call]")).to_have_attribute("data-call", "in_call", timeout=LIVE)
 
@@ -162,6 +165,10 @@ def test_the_dashboard_follows_the_guest_in_and_out_of_the_call_and_removes_them
     expect(
         dashboard.locator(".recent li", has_text="Alice (Guest)").locator("[data-call]")
     ).to_have_attribute("data-call", "removed", timeout=LIVE)
+    wait_for(
+        lambda: call_membership(main_bot, call_room.room_id, user_id, device_id) == {},
+        what="the removed guest's call membership on main to be cleared",
+    )
 
 
 def test_a_guest_who_closes_the_tab_leaves_the_call_by_the_delayed_leave(
