@@ -111,6 +111,10 @@ class CallRoom(models.Model):
     # Where the bot posts the waiting notice (rooms.notices): another Matrix room the room's
     # admins chose, e.g. their moderators' room; empty: the call room itself.
     notice_room_id = models.CharField(max_length=255, blank=True)
+    # Whether the room has m.room.encryption (its check, and main's pushes): the lobby then
+    # runs the call with end-to-end encryption (frontend/call-host.js) and its policy lets the
+    # crypto's WebAssembly run (ops.security.lobby_policy).
+    encrypted = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name or self.room_id
