@@ -385,7 +385,9 @@ class Call {
     // would make the first joiner ping the whole room, CALL-LAB §2); unless they chose to
     // check their camera and microphone first in Element Call's lobby.
     if (!this.devicesFirst) params.set("skipLobby", "true");
-    if (this.preload) params.set("preload", "true");
+    // Element Call's preload waits, out of sight, for the host's join; its own lobby is for the
+    // guest to see: loaded early all the same (its reads of the room wait for "let in").
+    if (this.preload && !this.devicesFirst) params.set("preload", "true");
     return new URL(this.callUrl + "#?" + params.toString(), window.location.href).href;
   }
 
@@ -691,8 +693,10 @@ function host(root) {
     start();
   });
   document.addEventListener("guestgate:lobby-state", (event) => follow(event.detail));
+  // The lobby's latest state: lobby.js may have heard of changes before this module ran.
   const initial = document.getElementById("lobby-initial-state");
-  if (initial) follow(JSON.parse(initial.textContent));
+  const latest = window.guestgateLobbyState ?? (initial && JSON.parse(initial.textContent));
+  if (latest) follow(latest);
 }
 
 const root = document.getElementById("call");
