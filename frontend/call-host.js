@@ -47,7 +47,7 @@ let cryptoWasm = null;
 function loadCrypto() {
   if (!cryptoWasm) {
     counters.crypto = "loading";
-    // eslint-disable-next-line no-undef -- set by frontend/build.mjs: the wasm's hashed name
+    // GUESTGATE_CRYPTO_WASM: set by frontend/build.mjs (esbuild define), the hashed file name
     const url = new URL(GUESTGATE_CRYPTO_WASM, import.meta.url);
     cryptoWasm = import("./call-crypto.js").then((module) => module.loadCryptoWasm(url));
     cryptoWasm.catch((error) => {

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect
+from playwright.sync_api import Browser, Page, Request, Response, expect
 
 from matrix import MatrixClient
 from rooms.models import CallRoom, JoinRequest
@@ -41,7 +41,9 @@ class Guest:
         self.page = page
         self.requests: list[str] = []
         self.console: list[str] = []
+        self.wasm_headers: list[dict[str, str]] = []
         page.on("request", self._request)
+        page.on("response", self._response)
         page.on("console", lambda message: self.console.append(message.text))
         if os.environ.get("CALL_DEBUG"):
             page.on("console", lambda m: print("console:", m.text[:300]))
@@ -53,6 +55,10 @@ class Guest:
 
     def _request(self, request: Request) -> None:
         self.requests.append(f"{request.method} {request.url}")
+
+    def _response(self, response: Response) -> None:
+        if response.url.endswith(".wasm"):
+            self.wasm_headers.append(response.headers)
 
     def sent_to_device(self, event_type: str) -> int:
         self.page.evaluate("0")
@@ -130,6 +136,12 @@ def test_two_guests_in_an_encrypted_room_exchange_their_media_keys_only_encrypte
     for guest in (alice, bob):
         wait_for(guest.downloaded_wasm, what="the crypto's WebAssembly loaded while waiting")
         assert "'wasm-unsafe-eval'" in guest.lobby_policy()
+    # Served as WebAssembly (compiled while it streams in), under a hashed name for a year.
+    wait_for(
+        lambda: alice.page.evaluate("0") or alice.wasm_headers, what="the WebAssembly's answer"
+    )
+    assert alice.wasm_headers[0]["content-type"] == "application/wasm"
+    assert "immutable" in alice.wasm_headers[0]["cache-control"]
     # Let in one after the other, without delay: the local focus's silent "LiveKit" keeps
     # Element Call in its call view only for a while (its connection times out).
     for guest, name in ((alice, "Alice"), (bob, "Bob")):
