@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory $(FRONTEND)
 	touch $(STAMP)
 
-$(FRONTEND): package.json package-lock.json frontend/build.mjs frontend/call-host.js
+$(FRONTEND): package.json package-lock.json frontend/build.mjs frontend/call-host.js frontend/call-crypto.js
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --no-audit --no-fund --loglevel=error && npm run --silent build && \
 		$(PY) -m whitenoise.compress --quiet build && touch $(FRONTEND); \

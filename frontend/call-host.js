@@ -6,6 +6,12 @@
 // driver over matrix-js-sdk. It grants only what a call in this one room needs (CALL-LAB §3)
 // and refuses everything else. The lobby's own script (static/guestgate/lobby.js) follows the
 // join request and tells this one about each new state with a "guestgate:lobby-state" event.
+//
+// In an encrypted room Element Call sends each participant's media key to the others as
+// to-device messages it asks the host to encrypt (CALL-LAB §8): the host then runs
+// matrix-js-sdk's Rust crypto for the guest's device (kept in IndexedDB across reloads),
+// encrypts what the widget sends and gives it only what arrived encrypted. The crypto's code
+// and WebAssembly are loaded only in such a room (call-crypto.js, a chunk of its own).
 import {
   ClientWidgetApi,
   EventDirection,
@@ -15,17 +21,62 @@ import {
   WidgetDriver,
   WidgetEventCapability,
 } from "matrix-widget-api";
-import {
-  ClientEvent,
-  MatrixError,
-  RoomEvent,
-  RoomStateEvent,
-  UpdateDelayedEventAction,
-  createClient,
-} from "matrix-js-sdk";
+import { ClientEvent, MatrixError, RoomEvent, RoomStateEvent, createClient } from "matrix-js-sdk";
 
 const CALL_MEMBER = "org.matrix.msc3401.call.member";
+const ENCRYPTION_KEYS = "io.element.call.encryption_keys";
 const WIDGET_ID = "guestgate-call";
+// The guest's choice to see Element Call's own lobby (camera and microphone) before the call.
+const DEVICES_FIRST = "guestgate.call.devicesFirst";
+// How long an encrypted send waits for a recipient's device keys to arrive by sync.
+const DEVICE_KEYS_WAIT_MS = 15000;
+
+/** What the host did with encryption, for the lobby's tests and anyone debugging a call:
+ * to-device messages it encrypted, keys it gave the widget that arrived encrypted, messages it
+ * dropped for arriving in clear, and the crypto's state (off, loading, on, failed). */
+const counters = { encryptedSent: 0, keysFedEncrypted: 0, clearDropped: 0, crypto: "off" };
+window.guestgateCallHost = { counters };
+
+/** The crypto could not start here (no IndexedDB, the WebAssembly blocked or not loaded). */
+class CryptoUnavailable extends Error {}
+
+let cryptoWasm = null;
+
+/** Fetch and compile the crypto's WebAssembly, once; while the guest waits, when the page
+ * already knows that the room encrypts. */
+function loadCrypto() {
+  if (!cryptoWasm) {
+    counters.crypto = "loading";
+    // GUESTGATE_CRYPTO_WASM: set by frontend/build.mjs (esbuild define), the hashed file name
+    const url = new URL(GUESTGATE_CRYPTO_WASM, import.meta.url);
+    cryptoWasm = import("./call-crypto.js").then((module) => module.loadCryptoWasm(url));
+    cryptoWasm.catch((error) => {
+      counters.crypto = "failed";
+      console.warn("GuestGate: the call's encryption could not load", error);
+    });
+  }
+  return cryptoWasm;
+}
+
+/** The guest's client with the Rust crypto for their device, its store in IndexedDB under a
+ * name of its own for this account and device: a reload finds the same keys, and the device
+ * never uploads its one-time keys twice. */
+async function startCrypto(client, session) {
+  try {
+    await loadCrypto();
+    await client.initRustCrypto({
+      useIndexedDB: true,
+      cryptoDatabasePrefix: `guestgate-call:${session.userId}:${session.deviceId}`,
+    });
+  } catch (error) {
+    counters.crypto = "failed";
+    throw new CryptoUnavailable(String(error));
+  }
+  counters.crypto = "on";
+  return client.getCrypto();
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Room events Element Call 0.26 sends and receives in the call room (CALL-LAB §3).
 const ROOM_EVENTS = [
@@ -106,9 +157,11 @@ class CallDriver extends WidgetDriver {
     this.grantable = grantableCapabilities(ids.roomId, ids.userId, ids.deviceId);
   }
 
-  /** The guest is let in: the widget may act with their client from now on. */
-  attach(client) {
+  /** The guest is let in: the widget may act with their client (and its ``crypto`` in an
+   * encrypted room) from now on. */
+  attach(client, crypto) {
     this.client = client;
+    this.crypto = crypto;
     this.admit(client);
   }
 
@@ -161,21 +214,23 @@ class CallDriver extends WidgetDriver {
   }
 
   async cancelScheduledDelayedEvent(delayId) {
-    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Cancel);
+    await this.joinedClient._unstable_cancelScheduledDelayedEvent(delayId);
   }
 
   async restartScheduledDelayedEvent(delayId) {
-    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Restart);
+    await this.joinedClient._unstable_restartScheduledDelayedEvent(delayId);
   }
 
   async sendScheduledDelayedEvent(delayId) {
-    await this.joinedClient._unstable_updateDelayedEvent(delayId, UpdateDelayedEventAction.Send);
+    await this.joinedClient._unstable_sendScheduledDelayedEvent(delayId);
   }
 
   async sendToDevice(eventType, encrypted, contentMap) {
-    if (encrypted) {
-      // No crypto in this host: the lobby refuses encrypted rooms before the call starts.
-      throw new Error("this host cannot encrypt to-device messages");
+    if (!encrypted && eventType === ENCRYPTION_KEYS) {
+      throw new Error("media keys are only sent encrypted");
+    }
+    if (encrypted && !this.crypto) {
+      throw new Error("this call's room does not encrypt: nothing to encrypt with");
     }
     // Only to the people in this call's room: the widget may not message anyone else.
     const members = await this.joinedClient.getJoinedRoomMembers(this.roomId);
@@ -184,10 +239,51 @@ class CallDriver extends WidgetDriver {
     if (strangers.length) {
       throw new Error("to-device messages may only go to members of the call's room");
     }
+    if (encrypted) {
+      await this.sendEncrypted(eventType, contentMap);
+      return;
+    }
     const map = new Map(
       recipients.map((userId) => [userId, new Map(Object.entries(contentMap[userId]))]),
     );
     await this.joinedClient.sendToDevice(eventType, map);
+  }
+
+  /** Encrypt for each recipient device (Olm) and queue them: matrix-js-sdk sends them as
+   * ``m.room.encrypted`` and retries what fails. The same content goes in one batch. */
+  async sendEncrypted(eventType, contentMap) {
+    const byContent = new Map();
+    for (const [userId, devices] of Object.entries(contentMap)) {
+      for (const [deviceId, content] of Object.entries(devices)) {
+        for (const device of await this.knownDevices(userId, deviceId)) {
+          const key = JSON.stringify(content);
+          if (!byContent.has(key)) byContent.set(key, { content, devices: [] });
+          byContent.get(key).devices.push(device);
+        }
+      }
+    }
+    for (const { content, devices } of byContent.values()) {
+      const batch = await this.crypto.encryptToDeviceMessages(eventType, devices, content);
+      await this.joinedClient.queueToDevice(batch);
+      counters.encryptedSent += batch.batch.length;
+    }
+  }
+
+  /** The devices of ``userId`` that ``deviceId`` names (``*``: all of them) whose keys the
+   * crypto knows. A device that joined a moment ago may not be known yet: its keys come with
+   * the next sync, so this waits for them a while before giving up on that device. */
+  async knownDevices(userId, deviceId) {
+    const deadline = Date.now() + DEVICE_KEYS_WAIT_MS;
+    for (let attempt = 0; ; attempt += 1) {
+      const known = (await this.crypto.getUserDeviceInfo([userId])).get(userId) ?? new Map();
+      if (deviceId === "*" && known.size) return [...known.keys()].map((id) => ({ userId, deviceId: id }));
+      if (known.has(deviceId)) return [{ userId, deviceId }];
+      if (Date.now() >= deadline) {
+        console.warn("GuestGate: no keys for a device of the call, not sent to it", userId, deviceId);
+        return [];
+      }
+      await pause(Math.min(1000, 100 * 2 ** attempt));
+    }
   }
 
   async readRoomState(roomId, eventType, stateKey) {
@@ -242,11 +338,14 @@ class CallDriver extends WidgetDriver {
  * ``preload`` loads Element Call while the guest waits: it negotiates with the host and waits
  * (CALL-LAB §4); ``join(session)`` then gives the driver the guest's client, which answers
  * the widget's waiting reads of the room's state, and sends ``io.element.join``. A call made
- * without it starts at ``join`` and goes straight into the call (``skipLobby``). */
+ * without it starts at ``join`` and goes straight into the call (``skipLobby``). With
+ * ``devicesFirst`` (the guest's choice) Element Call shows its own lobby instead, where the
+ * guest picks camera and microphone and presses its Join. */
 class Call {
-  constructor({ ids, preload, container, callUrl, transports, lang, onClosed, onRefused }) {
+  constructor({ ids, preload, devicesFirst, container, callUrl, transports, lang, onClosed, onRefused }) {
     this.ids = ids;
     this.preload = preload;
+    this.devicesFirst = devicesFirst;
     this.container = container;
     this.callUrl = callUrl;
     this.transports = transports;
@@ -258,9 +357,13 @@ class Call {
     this.load();
   }
 
-  /** Whether this call was loaded for this guest's account and device. */
-  isFor(ids) {
-    return ids.userId === this.ids.userId && ids.deviceId === this.ids.deviceId;
+  /** Whether this call was loaded for this guest's account and device, as they chose it. */
+  isFor(ids, devicesFirst) {
+    return (
+      ids.userId === this.ids.userId &&
+      ids.deviceId === this.ids.deviceId &&
+      devicesFirst === this.devicesFirst
+    );
   }
 
   widgetUrl() {
@@ -277,11 +380,14 @@ class Call {
       theme: "light",
       confineToRoom: "true",
       header: "none",
-      // Straight into the call: the guest already chose to join by asking to (no `intent`:
-      // it would make the first joiner ping the whole room, CALL-LAB §2).
-      skipLobby: "true",
     });
-    if (this.preload) params.set("preload", "true");
+    // Straight into the call: the guest already chose to join by asking to (no `intent`: it
+    // would make the first joiner ping the whole room, CALL-LAB §2); unless they chose to
+    // check their camera and microphone first in Element Call's lobby.
+    if (!this.devicesFirst) params.set("skipLobby", "true");
+    // Element Call's preload waits, out of sight, for the host's join; its own lobby is for the
+    // guest to see: loaded early all the same (its reads of the room wait for "let in").
+    if (this.preload && !this.devicesFirst) params.set("preload", "true");
     return new URL(this.callUrl + "#?" + params.toString(), window.location.href).href;
   }
 
@@ -312,18 +418,24 @@ class Call {
     this.api.on("ready", () => this.api.setViewedRoomId(ids.roomId));
   }
 
-  /** The guest is let in (their server has the room): the call gets their client. */
-  async join(session) {
+  /** The guest is let in (their server has the room): the call gets their client, with the
+   * crypto when the room ``encrypted`` (`CryptoUnavailable` if it cannot start: the widget
+   * then never gets the client, and the guest never joins a call they could not decrypt). */
+  async join(session, encrypted) {
     this.client = createClient({
       baseUrl: session.homeserverUrl,
       accessToken: session.accessToken,
       userId: session.userId,
       deviceId: session.deviceId,
     });
-    this.driver.attach(this.client);
+    this.encrypted = encrypted;
+    const crypto = encrypted ? await startCrypto(this.client, session) : null;
+    if (this.stopped) return;
+    this.driver.attach(this.client, crypto);
     this.feed();
-    const started = this.client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true });
-    if (this.preload) {
+    // The crypto tracks the devices of the room's members: all of them, not lazily loaded.
+    const started = this.client.startClient({ initialSyncLimit: 1, lazyLoadMembers: !encrypted });
+    if (this.preload && !this.devicesFirst) {
       // Element Call now reads the room's state, loads the call and joins it on this.
       await this.negotiated;
       await this.api.transport.send("io.element.join", {});
@@ -350,9 +462,25 @@ class Call {
       if (event.getRoomId() !== roomId) return;
       this.api.feedStateUpdate(event.getEffectiveEvent()).catch(() => {});
     });
-    this.on(ClientEvent.ToDeviceEvent, (event) => {
-      this.api.feedToDevice(event.getEffectiveEvent(), event.isEncrypted()).catch(() => {});
-    });
+    this.on(ClientEvent.ReceivedToDeviceMessage, (received) => this.feedToDevice(received));
+  }
+
+  /** A to-device message for the widget. In an encrypted room only what arrived encrypted
+   * (from the sender it claims): a copy in clear could come from anyone. Media keys never
+   * go to the widget in clear. */
+  feedToDevice({ message, encryptionInfo }) {
+    const encrypted = Boolean(encryptionInfo) && encryptionInfo.sender === message.sender;
+    if (!encrypted && (this.encrypted || message.type === ENCRYPTION_KEYS)) {
+      counters.clearDropped += 1;
+      console.warn("GuestGate: dropped a to-device message that arrived in clear", message.type);
+      return;
+    }
+    this.api
+      .feedToDevice(message, encrypted)
+      .then(() => {
+        if (encrypted && message.type === ENCRYPTION_KEYS) counters.keysFedEncrypted += 1;
+      })
+      .catch(() => {});
   }
 
   on(name, listener) {
@@ -366,6 +494,7 @@ class Call {
   }
 
   stop() {
+    this.stopped = true;
     for (const [name, listener] of this.listeners) this.client.off(name, listener);
     this.listeners = [];
     this.api?.stop();
@@ -375,7 +504,7 @@ class Call {
   }
 }
 
-/** Whether the room encrypts: this host has no crypto, and a call in it would be silent.
+/** Whether the room encrypts (then the call needs the crypto).
  *
  * Also waits until the guest homeserver has the room: the lobby hears "joined" from main,
  * and the guest's own server may finish the remote join a moment later ("not in room"). */
@@ -394,8 +523,35 @@ async function roomIsEncrypted(session) {
       if (error.errcode === "M_NOT_FOUND") return false;
       if (error.errcode !== "M_FORBIDDEN" || attempt >= 40) throw error;
     }
-    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+    await pause(Math.min(1000, 50 * 2 ** attempt));
   }
+}
+
+/** The guest's choice to check camera and microphone first, kept in this browser. */
+function devicesFirstChoice() {
+  const box = document.getElementById("call-devices-first");
+  let stored = null;
+  try {
+    stored = window.localStorage.getItem(DEVICES_FIRST);
+  } catch {
+    // no storage (a private window's policy): the choice lasts for this page only
+  }
+  if (box) box.checked = stored === "true";
+  return {
+    get on() {
+      return Boolean(box?.checked);
+    },
+    onChange(listener) {
+      box?.addEventListener("change", () => {
+        try {
+          window.localStorage.setItem(DEVICES_FIRST, String(box.checked));
+        } catch {
+          // kept for this page only
+        }
+        listener();
+      });
+    },
+  };
 }
 
 /** The lobby's side: load the call while the guest waits, join it when they are let in, end
@@ -405,23 +561,37 @@ function host(root) {
   const left = root.querySelector("#call-left");
   const encrypted = root.querySelector("#call-encrypted");
   const failed = root.querySelector("#call-failed");
+  const otherDoor = document.getElementById("call-link-box");
+  const choice = document.getElementById("call-choice");
   const transports = JSON.parse(root.dataset.transports || "[]");
+  const devicesFirst = devicesFirstChoice();
   // Preloading can be switched off for a comparison (bench/call_view.py): ?preload=off.
   const preloading = new URLSearchParams(window.location.search).get("preload") !== "off";
   let call = null; // the call, loaded (preloaded while waiting) or joined
   let joined = false; // whether ``call`` has the guest's session
   let session = null;
+  let waitingIds = null; // who the preloaded call is for, while the guest waits
   let hungUp = false;
 
   function show(which) {
     for (const element of [container, left, encrypted, failed]) element.hidden = element !== which;
     root.dataset.callState = which ? which.id : "none";
+    // Element Call elsewhere is a second door: offered only when the call here cannot be.
+    if (otherDoor) otherDoor.hidden = !(which === encrypted || which === failed);
+    offerChoice();
+  }
+
+  /** "Check camera and microphone first" while it can matter: waiting, or let in and not in
+   * the call view (before a rejoin). */
+  function offerChoice() {
+    if (choice) choice.hidden = !(waitingIds || session) || !container.hidden;
   }
 
   function newCall(ids, preload) {
     const thisCall = new Call({
       ids,
       preload,
+      devicesFirst: devicesFirst.on,
       container,
       callUrl: root.dataset.callUrl,
       transports,
@@ -440,9 +610,13 @@ function host(root) {
     return thisCall;
   }
 
-  /** While the guest waits: Element Call loads, out of sight, for their account and device. */
+  /** While the guest waits: Element Call loads, out of sight, for their account and device;
+   * in a room the page knows to encrypt, the crypto's WebAssembly too. */
   function preload(ids) {
-    if (!preloading || (call && call.isFor(ids))) return;
+    waitingIds = ids;
+    offerChoice();
+    if (root.dataset.encrypted === "true") loadCrypto().catch(() => {});
+    if (!preloading || (call && call.isFor(ids, devicesFirst.on))) return;
     stop();
     const thisCall = newCall(ids, true);
     call = thisCall;
@@ -455,12 +629,9 @@ function host(root) {
   async function start() {
     if (joined || !session) return;
     const thisSession = session;
+    let encrypts;
     try {
-      if (await roomIsEncrypted(thisSession)) {
-        stop();
-        show(encrypted);
-        return;
-      }
+      encrypts = await roomIsEncrypted(thisSession);
     } catch (error) {
       console.warn("GuestGate: could not read the room's encryption", error);
       stop();
@@ -469,20 +640,21 @@ function host(root) {
     }
     if (session !== thisSession || joined) return; // the state changed while we asked
     hungUp = false;
-    if (!call || !call.isFor(thisSession) || !call.preload) {
+    if (!call || !call.isFor(thisSession, devicesFirst.on) || !call.preload) {
       stop();
       call = newCall(thisSession, false);
     }
     joined = true;
     root.dataset.callPreloaded = String(call.preload);
+    root.dataset.callEncrypted = String(encrypts);
     show(container);
     container.scrollIntoView({ block: "nearest" });
     const thisCall = call;
-    thisCall.join(thisSession).catch((error) => {
+    thisCall.join(thisSession, encrypts).catch((error) => {
       if (call !== thisCall) return;
       console.warn("GuestGate: the call did not start", error);
       stop();
-      show(failed);
+      show(error instanceof CryptoUnavailable ? encrypted : failed);
     });
   }
 
@@ -498,23 +670,33 @@ function host(root) {
     const isJoined = state.status === "joined" && state.session;
     if (!isJoined) {
       session = null;
+      waitingIds = null;
+      offerChoice();
       if (state.call_preload && !hungUp) preload(state.call_preload);
       else stop();
       return;
     }
+    waitingIds = null;
+    offerChoice();
     const changed = !session || session.accessToken !== state.session.accessToken;
     session = state.session;
     if (changed && joined) stop();
     if (!hungUp) start();
   }
 
+  // A change of mind while waiting: the preloaded call is loaded again the chosen way.
+  devicesFirst.onChange(() => {
+    if (!joined && waitingIds) preload(waitingIds);
+  });
   root.querySelector("#call-rejoin").addEventListener("click", () => {
     hungUp = false;
     start();
   });
   document.addEventListener("guestgate:lobby-state", (event) => follow(event.detail));
+  // The lobby's latest state: lobby.js may have heard of changes before this module ran.
   const initial = document.getElementById("lobby-initial-state");
-  if (initial) follow(JSON.parse(initial.textContent));
+  const latest = window.guestgateLobbyState ?? (initial && JSON.parse(initial.textContent));
+  if (latest) follow(latest);
 }
 
 const root = document.getElementById("call");

@@ -274,9 +274,10 @@ if CALL_MODE == "embedded" and not _FRONTEND_BUILT:
 if _FRONTEND_BUILT:
     STATICFILES_DIRS.append(FRONTEND_BUILD_DIR / "static")
     # WhiteNoise serves build/root at the site's root: Element Call at /call/, its hashed
-    # assets cached for a year, precompressed (.gz/.br next to each file).
+    # assets and the call host's chunks and crypto WebAssembly (hashed names) cached for a
+    # year, precompressed (.gz/.br next to each file).
     WHITENOISE_ROOT = FRONTEND_BUILD_DIR / "root"
-    WHITENOISE_IMMUTABLE_FILE_TEST = r"^/call/assets/"
+    WHITENOISE_IMMUTABLE_FILE_TEST = r"^/call/assets/|^/static/guestgate/call-host/"
 # Element Call's origin: empty for GuestGate's own (ops/security.py gives /call/ its policy),
 # or e.g. https://call.guests.example.org, a name for the same GuestGate (or a copy of
 # build/root): EC then cannot read the lobby's storage (CALL-LAB §10; README "How it works").

@@ -60,16 +60,20 @@ def _focus_origins() -> list[str]:
     return [origin(transport["livekit_service_url"]) for transport in settings.RTC_TRANSPORTS]
 
 
-def lobby_policy() -> str:
+def lobby_policy(*, encrypted: bool = False) -> str:
     """The default policy, plus what hosting the call needs: the guest's client talks to the
-    guest homeserver (and EC's JWT service, CORS), and the page frames Element Call."""
+    guest homeserver (and EC's JWT service, CORS), and the page frames Element Call. The
+    lobby of an ``encrypted`` room also runs the Rust crypto, WebAssembly compiled from
+    GuestGate's own files (``'wasm-unsafe-eval'``, which allows no JavaScript eval); other
+    lobbies do not (CALL-LAB §10)."""
     if settings.CALL_MODE != "embedded":
         return str(settings.CONTENT_SECURITY_POLICY)
     connect = ["'self'", origin(settings.GUEST_HS_PUBLIC_URL), *_focus_origins()]
     frame = settings.CALL_ORIGIN or "'self'"
     images = " ".join(filter(None, ["'self'", "data:", settings.BRANDING.logo_origin]))
+    scripts = "'self' 'wasm-unsafe-eval'" if encrypted else "'self'"
     return (
-        f"default-src 'self'; img-src {images}; style-src 'self'; script-src 'self'; "
+        f"default-src 'self'; img-src {images}; style-src 'self'; script-src {scripts}; "
         f"connect-src {' '.join(dict.fromkeys(connect))}; frame-src {frame}; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     )

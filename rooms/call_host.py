@@ -11,16 +11,17 @@ from typing import Any
 
 from django.conf import settings
 
-from rooms.models import JoinRequest
+from rooms.models import CallRoom, JoinRequest
 
 # EC's index.html names its hashed entry script, module preloads and style sheet.
 _ASSET = re.compile(r'(?:src|href)="\./(assets/[^"]+)"')
 
 
-def call_page_context() -> dict[str, Any]:
+def call_page_context(room: CallRoom) -> dict[str, Any]:
     """The lobby template's ``call``: the mode, and in embedded mode where EC lives, the RTC
-    transports it will ask for, and EC's start-up files, which the lobby prefetches so that
-    "let in" does not wait for them (they are long-cached: hashed names)."""
+    transports it will ask for, EC's start-up files, which the lobby prefetches so that
+    "let in" does not wait for them (they are long-cached: hashed names), and whether the
+    room encrypts (the host then loads its crypto while the guest waits)."""
     if settings.CALL_MODE != "embedded":
         return {"mode": "link"}
     index = Path(settings.CALL_BUILD_DIR) / "index.html"
@@ -28,6 +29,7 @@ def call_page_context() -> dict[str, Any]:
         "mode": "embedded",
         "url": settings.CALL_INDEX_URL,
         "transports": json.dumps(settings.RTC_TRANSPORTS),
+        "encrypted": room.encrypted,
         "prefetch": [
             f"{settings.CALL_ORIGIN}/call/{asset}"
             for asset in _startup_assets(index, index.stat().st_mtime_ns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from celery import Task, shared_task
@@ -39,6 +40,15 @@ from rooms.models import AuditEntry, CallRoom
 logger = logging.getLogger(__name__)
 
 KNOCK_RULES = ("knock", "knock_restricted")
+ENCRYPTION_EVENT = "m.room.encryption"
+
+
+def encryption_on(content: Mapping[str, object] | None) -> bool:
+    """Whether an ``m.room.encryption`` content turns encryption on: it names an algorithm.
+
+    Spec: https://spec.matrix.org/v1.16/client-server-api/#mroomencryption
+    """
+    return bool(content and isinstance(content.get("algorithm"), str) and content["algorithm"])
 
 
 class RoomNotFound(GuestGateError):
@@ -86,6 +96,7 @@ class RoomCheck:
     fixable_join_rule: bool  # the bot may set the join rule to knock itself
     power_levels: dict[str, object] = field(default_factory=dict)
     creators: list[str] = field(default_factory=list)
+    encrypted: bool = False
 
 
 def call_room_register(*, room: str, registered_by: str) -> CallRoom:
@@ -305,6 +316,7 @@ def _check(bot: MatrixClient, room_id: str) -> RoomCheck:
         fixable_join_rule=fixable and _supports_knock(info.room_version),
         power_levels=dict(levels_content),
         creators=sorted(levels.creators),
+        encrypted=encryption_on(bot.state_event(room_id, ENCRYPTION_EVENT)),
     )
 
 
@@ -378,6 +390,7 @@ def _save(room_id: str, check: RoomCheck, *, registered_by: str) -> CallRoom:
         "protected_names": check.protected_names,
         "power_levels": check.power_levels,
         "creators": check.creators,
+        "encrypted": check.encrypted,
         "checked_at": timezone.now(),
     }
     call_room, _ = CallRoom.objects.update_or_create(

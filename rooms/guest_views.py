@@ -171,11 +171,12 @@ def lobby(request: HttpRequest, public_id: str) -> HttpResponse:
             "state": state,
             "public_id": public_id,
             "session_json": session_json,
-            "call": call_page_context(),
+            "call": call_page_context(join_request.room),
         },
     )
-    # The lobby hosts the call: it talks to the guest homeserver and frames Element Call.
-    response[CSP_HEADER] = lobby_policy()
+    # The lobby hosts the call: it talks to the guest homeserver and frames Element Call (and
+    # in an encrypted room runs the crypto's WebAssembly).
+    response[CSP_HEADER] = lobby_policy(encrypted=join_request.room.encrypted)
     return response
 
 

@@ -32,7 +32,7 @@ from guestgate import homeservers
 from guestgate.retrying import run_retrying, send_after_commit
 from matrix import CALL_MEMBER_EVENT, MatrixError
 from matrix.appservice import RoomEvent
-from rooms.call_rooms import recheck_call_room
+from rooms.call_rooms import ENCRYPTION_EVENT, encryption_on, recheck_call_room
 from rooms.calls import (
     call_event_row,
     call_members_clear_after_commit,
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 Status = JoinRequest.Status
 
 _MAX_TEXT = 1000  # a reason or display name longer than this is cut, not refused
-_ROOM_STATE = ("m.room.power_levels", "m.room.name", "m.room.join_rules")
+_ROOM_STATE = ("m.room.power_levels", "m.room.name", "m.room.join_rules", ENCRYPTION_EVENT)
 #: Memberships that start or end a wait in a room's queue (rooms.notices follows it).
 _QUEUE_CHANGES = ("knock", "invite", "leave", "ban")
 
@@ -241,13 +241,16 @@ def apply_pushed_events(self: Task) -> None:
 
 
 def _apply_room_state(event: RoomEvent) -> None:
-    """Keep a call room's name and power levels current: rights follow the room at once. A
-    change of its power levels or join rule may make it ready or not: it is checked again."""
+    """Keep a call room's name, power levels and encryption current: rights follow the room at
+    once, and the next lobby of an encrypted room is ready for it. A change of its power levels
+    or join rule may make it ready or not: it is checked again."""
     rooms = CallRoom.objects.filter(room_id=event.room_id)
     if event.type == "m.room.power_levels":
         rooms.update(power_levels=dict(event.content))
     elif event.type == "m.room.name":
         rooms.update(name=_text(event.content.get("name"))[:255])
+    elif event.type == ENCRYPTION_EVENT and encryption_on(event.content):
+        rooms.update(encrypted=True)  # clients never turn it off again (the spec's advice)
     if event.type in ("m.room.power_levels", "m.room.join_rules"):
         for pk in rooms.values_list("pk", flat=True):
             send_after_commit(recheck_call_room, pk)

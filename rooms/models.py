@@ -115,6 +115,10 @@ class CallRoom(models.Model):
     # The language of the waiting notice and of the bot's answers there (a code of
     # settings.LANGUAGES); empty: the site's language.
     notice_language = models.CharField(max_length=16, blank=True)
+    # Whether the room has m.room.encryption (its check, and main's pushes): the lobby then
+    # runs the call with end-to-end encryption (frontend/call-host.js) and its policy lets the
+    # crypto's WebAssembly run (ops.security.lobby_policy).
+    encrypted = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name or self.room_id

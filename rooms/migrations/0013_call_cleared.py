@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rooms", "0011_join_request_announcement"),
+        ("rooms", "0012_call_room_encrypted"),
     ]
 
     operations = [

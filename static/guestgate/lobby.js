@@ -49,7 +49,9 @@
       : "";
     document.getElementById("call-link").href = state.call_url || "#";
     document.title = state.title + " – " + state.room_name;
-    // The call's host (call-host.js, embedded mode) starts and ends the call from this.
+    // The call's host (call-host.js, embedded mode) starts and ends the call from this. It is
+    // a module that may start after the first change (its chunks load): it reads the latest.
+    window.guestgateLobbyState = state;
     document.dispatchEvent(new CustomEvent("guestgate:lobby-state", { detail: state }));
   }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import Client
+from whitenoise.base import WhiteNoise
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +69,21 @@ def test_other_pages_still_refuse_to_be_framed(client: Client) -> None:
 
     assert response["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+
+
+def test_the_crypto_webassembly_is_served_as_such_compressed_and_cached_for_long() -> None:
+    # As deployed: WhiteNoise with GuestGate's rules over the collected static files (the
+    # front end's build/static among them; collectstatic copies it unchanged).
+    static = Path(settings.FRONTEND_BUILD_DIR) / "static"
+    [wasm] = (static / "guestgate" / "call-host").glob("*.wasm")
+    served = WhiteNoise(None, immutable_file_test=settings.WHITENOISE_IMMUTABLE_FILE_TEST)
+    served.add_files(str(static), prefix=settings.STATIC_URL)
+    url = f"/{settings.STATIC_URL.strip('/')}/guestgate/call-host/{wasm.name}"
+
+    response = served.files[url].get_response("GET", {"HTTP_ACCEPT_ENCODING": "gzip"})
+
+    headers = dict(response.headers)
+    assert response.status == 200
+    assert headers["Content-Type"] == "application/wasm"
+    assert headers["Content-Encoding"] == "gzip"
+    assert "immutable" in headers["Cache-Control"]
