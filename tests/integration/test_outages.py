@@ -10,6 +10,7 @@ import pytest
 from devtools.guestbrowser import GuestBrowser
 from devtools.localpair import LocalPair
 from devtools.localpair.process import down, up
+from guestgate import homeservers
 from matrix import MatrixClient
 from rooms.models import CallRoom, JoinRequest
 from tests.faultproxy import FaultProxy
@@ -24,6 +25,11 @@ def main_away(homeserver_pair: LocalPair) -> Iterator[None]:
     down(homeserver_pair, roles=("main",))
     yield
     up(homeserver_pair)
+    # Leave the pair as the next test expects it: the guest server tried main while it was
+    # away and may still be backing off from it, which would hold back the next test's
+    # federation (a guest's rename waited out that backoff once in CI).
+    wait_for(homeservers.main_answers, what="main to answer again")
+    homeservers.guest_server_retry_main_now()
 
 
 def guest_browser(url: str) -> GuestBrowser:
